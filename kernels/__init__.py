@@ -1,0 +1,1 @@
+"""Fast ops (polyline-mask attention, selective scan, state fusion): pure-PyTorch references and Triton paths."""

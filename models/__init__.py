@@ -1,0 +1,21 @@
+"""Vision backbones: PPMA, P2T, PaCa-ViT, MPViT and Spatial-Mamba, registered with timm on import.
+
+    import models, timm
+    model = timm.create_model("p2t_tiny", pretrained=True, pretrained_cfg_overlay=dict(file="p2t_tiny.pth"))
+
+Importing this package needs only torch and timm (no OpenMMLab package).
+"""
+import timm
+
+from ._checkpoint import CheckpointMismatchError, load_checkpoint
+
+# Module names of the model families, one file each; importing them registers their models with timm.
+FAMILIES: tuple[str, ...] = ()
+
+
+def list_models(filter: str = "") -> list[str]:
+    """Names of the models this package registers (optionally filtered by a wildcard pattern)."""
+    return timm.list_models(filter, module=list(FAMILIES)) if FAMILIES else []
+
+
+__all__ = ["FAMILIES", "CheckpointMismatchError", "list_models", "load_checkpoint"]
