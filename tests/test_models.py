@@ -1,0 +1,114 @@
+"""Generic timm-style checks for every model the package registers (family-specific checks — parameter
+counts, official checkpoints, attention math — live in the per-family test files)."""
+import pytest
+import timm
+import torch
+from torch import nn
+
+import models
+
+MODEL_NAMES = models.list_models()
+
+
+def _input_size(name, extra_w=16):
+    """A small, non-square input whose width is not a multiple of 32 (as in detection)."""
+    cfg = timm.get_pretrained_cfg(name).to_dict()
+    _, h, w = cfg.get("min_input_size") or (3, 64, 64)
+    h, w = max(h, 64), max(w, 64)
+    return h, w + extra_w
+
+
+def _create(name, **kwargs):
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def test_models_are_registered_with_timm_on_import():
+    assert set(MODEL_NAMES) <= set(timm.list_models())
+    for family in models.FAMILIES:
+        assert timm.list_models(module=family), f"family {family} registers no model"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_backward_reaches_every_parameter(name):
+    model = _create(name, num_classes=7)
+    model.train()
+    h, w = _input_size(name)
+    out = model(torch.randn(2, 3, h, w))
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad[:10]}"
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"non-finite gradients: {bad[:10]}"
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_classifier_reset_and_pre_logits(name):
+    model = _create(name, num_classes=0).eval()
+    h, w = _input_size(name)
+    x = torch.randn(1, 3, h, w)
+    with torch.no_grad():
+        feats = model(x)
+        assert feats.shape == (1, model.num_features)
+        model.reset_classifier(5)
+        assert model(x).shape == (1, 5)
+        assert torch.allclose(model.forward_head(model.forward_features(x), pre_logits=True), feats, atol=1e-5)
+    assert isinstance(model.get_classifier(), nn.Module)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_features_only_gives_four_nchw_stages(name):
+    model = _create(name, features_only=True, out_indices=(0, 1, 2, 3)).eval()
+    h, w = _input_size(name)
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, h, w))
+    assert len(feats) == 4
+    channels, reductions = model.feature_info.channels(), model.feature_info.reduction()
+    for f, c, r in zip(feats, channels, reductions):
+        assert f.ndim == 4 and f.shape[:2] == (1, c)
+        # each stage is its stride's downsampling of the input, up to the rounding of odd sizes
+        assert abs(f.shape[2] - h / r) < 1 and abs(f.shape[3] - w / r) < 1, (f.shape, h, w, r)
+        assert torch.isfinite(f).all()
+    assert reductions == sorted(reductions)
+    sub = _create(name, features_only=True, out_indices=(1, 3)).eval()
+    assert sub.feature_info.channels() == [channels[1], channels[3]]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_drop_path_rate_is_honoured(name):
+    def rates(model):
+        return [m.drop_prob for m in model.modules() if hasattr(m, "drop_prob")]
+
+    assert max(rates(_create(name, drop_path_rate=0.0)), default=0.0) == 0.0
+    r = rates(_create(name, drop_path_rate=0.25))
+    assert r, "no DropPath modules"
+    assert max(r) == pytest.approx(0.25) and min(r) >= 0.0
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_grad_checkpointing_recomputes_and_keeps_gradients(name):
+    h, w = _input_size(name)
+    x = torch.randn(2, 3, h, w)
+    model = _create(name, num_classes=3, drop_path_rate=0.0, drop_rate=0.0)
+    model.train()
+
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules() if not list(m.children())]
+
+    def grads(checkpointing):
+        model.zero_grad()
+        model.set_grad_checkpointing(checkpointing)
+        calls.clear()
+        model(x).square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, len(calls)
+
+    ref, plain_calls = grads(False)
+    got, ckpt_calls = grads(True)
+    for hook in hooks:
+        hook.remove()
+    assert ckpt_calls > plain_calls, "set_grad_checkpointing(True) recomputed nothing in backward"
+    assert ref.keys() == got.keys()
+    for n in ref:
+        err = (ref[n] - got[n]).abs().max().item()
+        assert err <= 1e-5 * (1 + ref[n].abs().max().item()), f"{n}: max abs err {err:.3e}"
