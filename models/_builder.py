@@ -1,0 +1,22 @@
+"""The one builder every family's ``@register_model`` functions call."""
+from __future__ import annotations
+
+from timm.models import build_model_with_cfg
+
+from ._checkpoint import FilterFn
+
+
+def build_model(model_cls, variant: str, pretrained: bool = False, *, filter_fn: FilterFn, **kwargs):
+    """``timm.models.build_model_with_cfg`` with this package's conventions.
+
+    - Weights given as ``pretrained_cfg_overlay=dict(file=PATH)`` go through the model's own
+      ``load_pretrained`` (official container and key layouts, loud mismatches; see ``_checkpoint``).
+      timm resets ``custom_load`` to False whenever an overlay names a weight source, so it is set back here
+      unless the caller sets it explicitly (``custom_load=False`` selects timm's plain loader).
+    - ``features_only=True`` returns the four stage outputs through the model's ``forward_intermediates``.
+    """
+    overlay = kwargs.get("pretrained_cfg_overlay")
+    if overlay:
+        kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
+    kwargs.setdefault("feature_cfg", dict(out_indices=(0, 1, 2, 3), feature_cls="getter"))
+    return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=filter_fn, **kwargs)
