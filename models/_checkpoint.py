@@ -12,7 +12,8 @@ gives one behaviour for all families:
   named by ``pretrained_cfg['checkpoint_key']`` (e.g. ``pretrained_cfg_overlay=dict(file=PATH,
   checkpoint_key='model_ema')``);
 - a ``module.`` prefix (DataParallel / DDP) is removed, then the family's filter maps official keys to ours;
-- the classifier is dropped when the model has no head or a different number of classes;
+- the classifier is dropped when the model has no head or was built with another ``num_classes`` than
+  its pretrained cfg (a head of the wrong size in the checkpoint is a mismatch);
 - anything else that does not match (missing keys, unexpected keys, shape mismatches) raises
   :class:`CheckpointMismatchError` naming the offending keys. Nothing is loaded with a blind
   ``strict=False``.
@@ -137,14 +138,17 @@ def load_checkpoint(
     if filter_fn is not None:
         state = filter_fn(state, model)
 
-    # The classifier only transfers when the model has one of the same shape (num_classes=0,
-    # features_only or another num_classes drop it, as in timm).
+    # The classifier only transfers to a model built for the checkpoint's classes: it is dropped when the
+    # model has no head (num_classes=0, features_only) or was built with another num_classes than its
+    # pretrained cfg (as timm does). A head that does not fit otherwise is a mismatch like any other.
     own = model.state_dict()
+    cfg_classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
+    new_head = cfg_classes is not None and getattr(model, "num_classes", cfg_classes) != cfg_classes
     dropped = set()
     for name in _classifier_names(model):
         for suffix in (".weight", ".bias"):
             k = name + suffix
-            if k in state and (k not in own or own[k].shape != state[k].shape):
+            if k in state and (k not in own or new_head):
                 state.pop(k)
                 dropped.add(k)
     load_state_dict_checked(model, state, allow_missing=lambda k: k in dropped, source=source)

@@ -15,8 +15,9 @@ class TinyNet(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3)
         self.norm = nn.BatchNorm2d(4)
+        self.num_classes = num_classes
         self.head = nn.Linear(4, num_classes) if num_classes else nn.Identity()
-        self.pretrained_cfg = dict(classifier="head")
+        self.pretrained_cfg = dict(classifier="head", num_classes=10)
 
     def forward(self, x):
         return self.head(self.norm(self.stem(x)).mean((2, 3)))
@@ -83,6 +84,13 @@ def test_classifier_dropped_for_other_num_classes_or_no_head(tmp_path):
         assert torch.equal(dst.stem.weight, src.stem.weight)
         for k, v in dst.head.state_dict().items():  # the new head keeps its own initialisation
             assert torch.equal(v, head_before[k])
+
+
+def test_head_of_the_wrong_size_is_a_mismatch_for_a_model_built_for_the_pretrained_classes(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": TinyNet(num_classes=5).state_dict()}, path)
+    with pytest.raises(CheckpointMismatchError, match=r"head.weight: checkpoint \(5, 4\) vs model \(10, 4\)"):
+        load_checkpoint(TinyNet(num_classes=10), path)
 
 
 @pytest.mark.parametrize(
