@@ -14,7 +14,11 @@ def build_model(model_cls, variant: str, pretrained: bool = False, *, filter_fn:
       timm resets ``custom_load`` to False whenever an overlay names a weight source, so it is set back here
       unless the caller sets it explicitly (``custom_load=False`` selects timm's plain loader).
     - ``features_only=True`` returns the four stage outputs through the model's ``forward_intermediates``.
+      The model is then built without a classifier (the feature wrapper would drop it anyway), so
+      headless checkpoints, e.g. from detection, load and no random head is left behind.
     """
+    if kwargs.get("features_only"):
+        kwargs["num_classes"] = 0
     overlay = kwargs.get("pretrained_cfg_overlay")
     if overlay:
         kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
