@@ -9,8 +9,9 @@ gives one behaviour for all families:
   an ``argparse.Namespace`` (DeiT-style ``args``) are accepted;
 - the weights are taken from the container key the official code evaluates (``model``, then ``models``,
   ``state_dict``, ``model_ema``, ``state_dict_ema``; a plain state dict is used as it is), or from the key
-  named by ``pretrained_cfg['checkpoint_key']`` (e.g. ``pretrained_cfg_overlay=dict(file=PATH,
-  checkpoint_key='model_ema')``);
+  named by ``checkpoint_key`` (``pretrained_cfg_overlay=dict(file=PATH, checkpoint_key='model_ema')``:
+  ``build_model`` takes it out of the overlay, which timm would refuse, and hands it over through
+  :func:`use_checkpoint_key`);
 - a ``module.`` prefix (DataParallel / DDP) is removed, then the family's filter maps official keys to ours;
 - the classifier is dropped when the model has no head or was built with another ``num_classes`` than
   its pretrained cfg (a head of the wrong size in the checkpoint is a mismatch);
@@ -21,8 +22,10 @@ gives one behaviour for all families:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -34,6 +37,19 @@ FilterFn = Callable[[dict, nn.Module], dict]
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint does not fit the model it is loaded into."""
+
+
+_CHECKPOINT_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("checkpoint_key", default=None)
+
+
+@contextlib.contextmanager
+def use_checkpoint_key(key: str | None) -> Iterator[None]:
+    """Within this context, :func:`load_checkpoint` takes the weights from container key ``key``."""
+    token = _CHECKPOINT_KEY.set(key)
+    try:
+        yield
+    finally:
+        _CHECKPOINT_KEY.reset(token)
 
 
 def read_checkpoint(path: str | os.PathLike) -> object:
@@ -133,7 +149,7 @@ def load_checkpoint(
     source = os.fspath(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else "state dict"
     checkpoint = read_checkpoint(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
     if checkpoint_key is None:
-        checkpoint_key = (getattr(model, "pretrained_cfg", None) or {}).get("checkpoint_key")
+        checkpoint_key = _CHECKPOINT_KEY.get()
     state = extract_state_dict(checkpoint, checkpoint_key)
     if filter_fn is not None:
         state = filter_fn(state, model)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models import CheckpointMismatchError, load_checkpoint
-from models._checkpoint import extract_state_dict
+from models._checkpoint import extract_state_dict, use_checkpoint_key
 
 
 class TinyNet(nn.Module):
@@ -58,9 +58,21 @@ def test_prefers_the_evaluated_model_over_ema_and_honours_checkpoint_key(tmp_pat
     assert _same(dst, model_w)
     load_checkpoint(dst, path, checkpoint_key="model_ema")
     assert _same(dst, ema_w)
-    dst.pretrained_cfg["checkpoint_key"] = "model_ema"  # as set by pretrained_cfg_overlay
-    load_checkpoint(dst, path)
+    with use_checkpoint_key("model_ema"):
+        load_checkpoint(dst, path)
     assert _same(dst, ema_w)
+
+
+def test_timm_create_model_takes_the_checkpoint_key_from_the_overlay(tmp_path):
+    import timm
+
+    src = [timm.create_model("mpvit_tiny") for _ in range(2)]
+    path = tmp_path / "mpvit.pth"
+    torch.save({"model": src[0].state_dict(), "model_ema": src[1].state_dict()}, path)
+    for key, expected in ((None, src[0]), ("model_ema", src[1])):
+        overlay = dict(file=str(path)) if key is None else dict(file=str(path), checkpoint_key=key)
+        model = timm.create_model("mpvit_tiny", pretrained=True, pretrained_cfg_overlay=overlay)
+        assert _same(model, expected), key
 
 
 def test_training_checkpoint_with_args_namespace_and_module_prefix(tmp_path):
