@@ -1,0 +1,171 @@
+"""Triton forward + backward of the state-returning selective scan (any d_state N >= 1).
+
+Grid: one program per (batch * channel, state n). A program walks the sequence in blocks of ``BLOCK_L`` steps;
+inside a block the pairs (abar_t, delta_t B_t u_t) are combined with ``tl.associative_scan`` under the
+operator (a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2), and the state at the block end is carried to the next
+block. All arithmetic is fp32 whatever the input dtype (fp16 / bf16 / fp32 are loaded and upcast); the
+states are written in fp32.
+
+Backward (per program, blocks in reverse time order): the adjoint lambda_t = g_t + abar_{t+1} lambda_{t+1} is
+the same scan on reversed indices; with the forward states h (recomputed by the forward kernel into an fp32
+buffer) every gradient is local: d(delta A)_t = lambda_t (h_t - delta_t B_t u_t), du = lambda B delta,
+dB = lambda delta u, ddelta through the softplus; sums over channels (dB), states (du, ddelta) and time
+(dA, ddelta_bias) are accumulated with fp32 atomics.
+
+Triton is imported lazily by :mod:`kernels.selective_scan` only when ``impl="triton"`` (or ``"auto"`` on CUDA);
+on CPU the kernels run under ``TRITON_INTERPRET=1``. No ``tl.dot`` is used.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+import torch
+
+__all__ = ["selective_scan_triton_fwd", "selective_scan_triton_bwd"]
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _log1p(x):
+    # accurate log(1 + x) without libdevice (Goldberg's trick)
+    y = 1.0 + x
+    z = y - 1.0
+    return tl.where(z == 0.0, x, tl.log(y) * (x / tl.where(z == 0.0, 1.0, z)))
+
+
+@triton.jit
+def _delta(delta_ptr, bias_ptr, d, offs, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    v = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        v += tl.load(bias_ptr + d).to(tl.float32)
+    if SOFTPLUS:
+        dt = tl.where(v <= 20.0, _log1p(tl.exp(tl.minimum(v, 20.0))), v)
+    else:
+        dt = v
+    return v, dt
+
+
+@triton.jit
+def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr, h_ptr, D, N, L,
+                     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BLOCK_L: tl.constexpr):
+    bd = tl.program_id(0)
+    n = tl.program_id(1)
+    b = bd // D
+    d = bd % D
+    A = tl.load(A_ptr + d * N + n).to(tl.float32)
+    carry = tl.sum(tl.zeros([BLOCK_L], dtype=tl.float32), axis=0)
+    for start in range(0, L, BLOCK_L):
+        t = start + tl.arange(0, BLOCK_L)
+        mask = t < L
+        u = tl.load(u_ptr + bd * L + t, mask=mask, other=0.0).to(tl.float32)
+        Bv = tl.load(B_ptr + (b * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
+        _, dt = _delta(delta_ptr + bd * L, bias_ptr, d, t, mask, HAS_BIAS, SOFTPLUS)
+        a = tl.where(mask, tl.exp(dt * A), 1.0)
+        x = tl.where(mask, dt * Bv * u, 0.0)
+        acum, xcum = tl.associative_scan((a, x), 0, _combine)
+        h = acum * carry + xcum
+        tl.store(h_ptr + (bd * N + n) * L + t, h, mask=mask)
+        last = tl.minimum(start + BLOCK_L, L) - 1
+        carry = tl.sum(tl.where(t == last, h, 0.0), axis=0)
+
+
+@triton.jit
+def _scan_bwd_kernel(g_ptr, h_ptr, u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr,
+                     du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dbias_ptr, D, N, L,
+                     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BLOCK_L: tl.constexpr):
+    bd = tl.program_id(0)
+    n = tl.program_id(1)
+    b = bd // D
+    d = bd % D
+    A = tl.load(A_ptr + d * N + n).to(tl.float32)
+    carry = tl.sum(tl.zeros([BLOCK_L], dtype=tl.float32), axis=0)
+    dA_acc = carry
+    dbias_acc = carry
+    for start in range(0, L, BLOCK_L):
+        i = start + tl.arange(0, BLOCK_L)
+        t = L - 1 - i  # reversed time
+        mask = t >= 0
+        # abar_{t+1} (0 beyond the end)
+        mask_next = mask & (t + 1 < L)
+        _, dt_next = _delta(delta_ptr + bd * L, bias_ptr, d, t + 1, mask_next, HAS_BIAS, SOFTPLUS)
+        a_next = tl.where(mask_next, tl.exp(dt_next * A), 0.0)
+        g = tl.load(g_ptr + (bd * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
+        a_next = tl.where(mask, a_next, 1.0)
+        acum, gcum = tl.associative_scan((a_next, g), 0, _combine)
+        lam = acum * carry + gcum
+        last = tl.minimum(start + BLOCK_L, L) - 1
+        carry = tl.sum(tl.where(i == last, lam, 0.0), axis=0)
+        lam = tl.where(mask, lam, 0.0)
+
+        v, dt = _delta(delta_ptr + bd * L, bias_ptr, d, t, mask, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + bd * L + t, mask=mask, other=0.0).to(tl.float32)
+        Bv = tl.load(B_ptr + (b * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
+        h = tl.load(h_ptr + (bd * N + n) * L + t, mask=mask, other=0.0)
+        dla = lam * (h - dt * Bv * u)
+        dA_acc += tl.sum(dla * dt, axis=0)
+        ddt = dla * A + lam * Bv * u
+        tl.atomic_add(du_ptr + bd * L + t, lam * Bv * dt, mask=mask)
+        tl.atomic_add(dB_ptr + (b * N + n) * L + t, lam * dt * u, mask=mask)
+        if SOFTPLUS:
+            ddelta = tl.where(v <= 20.0, ddt * tl.sigmoid(v), ddt)
+        else:
+            ddelta = ddt
+        ddelta = tl.where(mask, ddelta, 0.0)
+        tl.atomic_add(ddelta_ptr + bd * L + t, ddelta, mask=mask)
+        dbias_acc += tl.sum(ddelta, axis=0)
+    tl.atomic_add(dA_ptr + d * N + n, dA_acc)
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + d, dbias_acc)
+
+
+def _block(L: int) -> int:
+    """Steps per block (a power of two; ``block_l=`` overrides it, e.g. to test the carry between blocks)."""
+    return max(16, min(1024, triton.next_power_of_2(L)))
+
+
+def _prep(u, delta, A, B, delta_bias):
+    if B.dim() == 4:
+        B = B.squeeze(1)
+    u, delta, A, B = (t.contiguous() for t in (u, delta, A, B))
+    bias = delta_bias.contiguous() if delta_bias is not None else A  # dummy pointer when absent
+    return u, delta, A, B, bias
+
+
+def selective_scan_triton_fwd(u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None):
+    """States h (b, D, N, L) fp32 (computed in fp32; returned as fp64 for fp64 inputs, like the other impls)."""
+    u, delta, A, B, bias = _prep(u, delta, A, B, delta_bias)
+    b, D, L = u.shape
+    N = A.shape[1]
+    h = torch.empty(b, D, N, L, device=u.device, dtype=torch.float32)
+    if L == 0 or b * D == 0:
+        return h
+    _scan_fwd_kernel[(b * D, N)](u, delta, A, B, bias, h, D, N, L, HAS_BIAS=delta_bias is not None,
+                                 SOFTPLUS=bool(delta_softplus), BLOCK_L=block_l or _block(L))
+    return h.double() if u.dtype == torch.float64 else h
+
+
+def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None):
+    """(du, ddelta, dA, dB, ddelta_bias) for the upstream gradient g (b, D, N, L)."""
+    squeeze = B.dim() == 4
+    h = selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus, block_l).float()  # recompute, not stored
+    u_, delta_, A_, B_, bias = _prep(u, delta, A, B, delta_bias)
+    b, D, L = u_.shape
+    N = A_.shape[1]
+    f32 = dict(device=u.device, dtype=torch.float32)
+    du = torch.zeros(b, D, L, **f32)
+    ddelta = torch.zeros(b, D, L, **f32)
+    dA = torch.zeros(D, N, **f32)
+    dB = torch.zeros(b, N, L, **f32)
+    dbias = torch.zeros(D, **f32)
+    if L > 0 and b * D > 0:
+        _scan_bwd_kernel[(b * D, N)](g.contiguous(), h, u_, delta_, A_, B_, bias, du, ddelta, dA, dB, dbias,
+                                    D, N, L, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                                    BLOCK_L=block_l or _block(L))
+    if squeeze:
+        dB = dB.unsqueeze(1)
+    bias_dtype = delta_bias.dtype if delta_bias is not None else torch.float32
+    return du.to(u.dtype), ddelta.to(delta.dtype), dA.to(A.dtype), dB.to(B.dtype), dbias.to(bias_dtype)

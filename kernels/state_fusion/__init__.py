@@ -1,0 +1,114 @@
+"""Structure-aware state fusion (SASF) of Spatial-Mamba as one differentiable op.
+
+    out = state_fusion(h, k1, k3, k5, alpha, folded=False, impl="auto")
+
+h: (b, C, H, W); k1, k3, k5: (C, 1, 3, 3) depthwise kernels for dilations 1, 3, 5; alpha: (3,).
+``folded=False`` computes the training form (three replicate-padded dilated 3x3 depthwise convs mixed by
+alpha), ``folded=True`` the eval form (one 11x11 depthwise kernel folded from the current weights on every
+call - never cached, so never stale - with replicate padding 5). The two are the same function; both are
+differentiable in every input.
+
+``impl``: ``"reference"`` (per-pixel 27-tap clamped-index loop of :mod:`.naive`), ``"torch"`` (F.conv2d,
+the requested form), ``"auto"`` (= ``"torch"``). There is no Triton path: on CPU and with cuDNN the
+depthwise convs are not the bottleneck of the block (the scan and the projections are), so a Triton
+kernel would not pay off; ``"triton"`` raises.
+
+Registered as ``spatial_mamba::state_fusion`` (custom_op + fake + autograd) for ``torch.compile``;
+:func:`state_fusion_flop_jit` is its fvcore handle: 27 multiply-adds per output element (three 3x3 convs),
+the count the official training-mode FLOP counter gives for either form.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from .naive import (DILATIONS, fold_kernel, state_fusion_bwd, state_fusion_dilated, state_fusion_folded,
+                    state_fusion_ref)
+
+__all__ = ["state_fusion", "fold_kernel", "state_fusion_dilated", "state_fusion_folded", "state_fusion_ref", "state_fusion_bwd",
+           "state_fusion_flop_jit", "state_fusion_flops", "IMPLS", "OP_NAME", "DILATIONS"]
+
+IMPLS = ("reference", "torch", "triton", "auto")
+OP_NAME = "spatial_mamba::state_fusion"
+
+
+def _fn(folded: bool, impl: str):
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "triton":
+        raise NotImplementedError("state_fusion has no Triton path (depthwise convs via F.conv2d are not the "
+                                  "bottleneck); use impl='torch' or 'auto'")
+    if impl == "reference":
+        return state_fusion_ref
+    return state_fusion_folded if folded else state_fusion_dilated
+
+
+@torch.library.custom_op(OP_NAME, mutates_args=())
+def _state_fusion_op(h: Tensor, k1: Tensor, k3: Tensor, k5: Tensor, alpha: Tensor, folded: bool,
+                     impl: str) -> Tensor:
+    with torch.no_grad():
+        return _fn(folded, impl)(h, k1, k3, k5, alpha)
+
+
+@_state_fusion_op.register_fake
+def _(h, k1, k3, k5, alpha, folded, impl):
+    return torch.empty_like(h)
+
+
+@torch.library.custom_op("spatial_mamba::state_fusion_bwd", mutates_args=())
+def _state_fusion_bwd_op(g: Tensor, h: Tensor, k1: Tensor, k3: Tensor, k5: Tensor, alpha: Tensor, folded: bool,
+                         impl: str) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    # explicit adjoints of the convolutions and of the replicate padding (nothing but the inputs is saved)
+    if impl not in IMPLS or impl == "triton":
+        _fn(folded, impl)
+    return state_fusion_bwd(g, h, k1, k3, k5, alpha, folded=folded and impl != "reference")
+
+
+@_state_fusion_bwd_op.register_fake
+def _(g, h, k1, k3, k5, alpha, folded, impl):
+    return tuple(torch.empty_like(t) for t in (h, k1, k3, k5, alpha))
+
+
+def _setup_context(ctx, inputs, output):
+    h, k1, k3, k5, alpha, folded, impl = inputs
+    ctx.save_for_backward(h, k1, k3, k5, alpha)
+    ctx.folded = folded
+    ctx.impl = impl
+
+
+def _backward(ctx, g):
+    h, k1, k3, k5, alpha = ctx.saved_tensors
+    # under autocast the incoming gradient can arrive in a lower precision than the (fp32) output
+    grads = _state_fusion_bwd_op(g.to(h.dtype).contiguous(), h, k1, k3, k5, alpha, ctx.folded, ctx.impl)
+    return (*grads, None, None)
+
+
+_state_fusion_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def state_fusion(h: Tensor, k1: Tensor, k3: Tensor, k5: Tensor, alpha: Tensor, folded: bool = False,
+                 impl: str = "auto") -> Tensor:
+    """SASF of the states h (b, C, H, W); see the module docstring."""
+    if h.dim() != 4:
+        raise ValueError(f"h must be (batch, C, H, W), got {tuple(h.shape)}")
+    C = h.shape[1]
+    for name, k in (("k1", k1), ("k3", k3), ("k5", k5)):
+        if tuple(k.shape) != (C, 1, 3, 3):
+            raise ValueError(f"{name} must be (C={C}, 1, 3, 3), got {tuple(k.shape)}")
+    if alpha.numel() != 3:
+        raise ValueError(f"alpha must have 3 elements, got {tuple(alpha.shape)}")
+    _fn(folded, impl)  # validates impl
+    return _state_fusion_op(h.contiguous(), k1, k3, k5, alpha, folded, impl)
+
+
+def state_fusion_flops(batch: int, channels: int, height: int, width: int) -> int:
+    """27 multiply-adds per output element, as fvcore counts the three 3x3 depthwise convs."""
+    return 27 * batch * channels * height * width
+
+
+def state_fusion_flop_jit(inputs, outputs) -> int:
+    """fvcore handle: ``FlopCountAnalysis(...).set_op_handle(OP_NAME, state_fusion_flop_jit)``."""
+    b, C, H, W = inputs[0].type().sizes()
+    return state_fusion_flops(b, C, H, W)

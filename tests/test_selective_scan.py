@@ -1,0 +1,183 @@
+"""Selective scan (state-returning, any d_state): fast paths vs the sequential reference, forward and every
+gradient, gradcheck in fp64, low precision safety, the custom-op / torch.compile / fvcore integration, and the
+Triton kernels under the interpreter (marked ``triton``)."""
+import pytest
+import torch
+
+from kernels.selective_scan import (OP_NAME, linear_scan, selective_scan, selective_scan_flop_jit,
+                                    selective_scan_ref, selective_scan_ref_bwd)
+from kernels.selective_scan.chunked import selective_scan_chunked, selective_scan_chunked_bwd
+
+NAMES = ("u", "delta", "A", "B", "delta_bias")
+
+
+def _inputs(b, D, N, L, dtype=torch.float32, a_scale=2.0, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, D, L, generator=g)
+    delta = torch.randn(b, D, L, generator=g) - 1.0
+    A = -torch.rand(D, N, generator=g) * a_scale - 0.05
+    B = torch.randn(b, N, L, generator=g)
+    db = torch.randn(D, generator=g) * 0.5 if bias else None
+    cast = lambda t: None if t is None else t.to(dtype)
+    return cast(u), cast(delta), A.to(dtype if dtype == torch.float64 else torch.float32), cast(B), \
+        (None if db is None else db.to(dtype if dtype == torch.float64 else torch.float32))
+
+
+def _grads(fn, inputs, g):
+    leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
+    h = fn(*leaves)
+    used = [t for t in leaves if t is not None]
+    return h, torch.autograd.grad(h, used, g)
+
+
+def _assert_close(name, got, ref, rtol, atol):
+    err = (got.double() - ref.double()).abs()
+    tol = atol + rtol * ref.double().abs().max()
+    assert err.max() <= tol, f"{name}: max err {err.max():.3e} mean err {err.mean():.3e} (tol {tol:.3e})"
+
+
+@pytest.mark.parametrize("N,L", [(1, 1), (1, 7), (4, 49), (1, 197), (16, 49), (4, 197)])
+@pytest.mark.parametrize("impl", ["torch", "reference"])
+def test_op_matches_sequential_reference_forward_and_all_grads(N, L, impl):
+    inputs = _inputs(2, 5, N, L)
+    g = torch.randn(2, 5, N, L, generator=torch.Generator().manual_seed(1))
+    h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
+    h, grads = _grads(lambda *x: selective_scan(*x, impl=impl), inputs, g)
+    assert h.dtype == torch.float32 and h.shape == (2, 5, N, L)
+    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    for name, a, r in zip(NAMES, grads, g_ref):
+        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+
+
+@pytest.mark.parametrize("softplus,bias", [(False, False), (True, False), (False, True)])
+def test_torch_path_without_bias_or_softplus(softplus, bias):
+    u, delta, A, B, db = _inputs(1, 3, 2, 23, bias=bias)
+    if not softplus:
+        delta = delta.abs() * 0.3
+    inputs = (u, delta, A, B, db)
+    g = torch.randn(1, 3, 2, 23)
+    h_ref, g_ref = _grads(lambda *x: selective_scan_ref(*x[:4], x[4] if bias else None, softplus),
+                          inputs if bias else inputs[:4] + (None,), g)
+    h, grads = _grads(lambda *x: selective_scan(*x[:4], x[4] if bias else None, softplus, impl="torch"),
+                      inputs if bias else inputs[:4] + (None,), g)
+    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    for name, a, r in zip(NAMES, grads, g_ref):
+        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 8, 64])
+def test_chunked_multi_level_and_fast_decay_fallback(chunk):
+    # many chunks (recursive carry) and decays far beyond e^60 inside a chunk (Hillis-Steele fallback)
+    for a_scale in (1.0, 80.0):
+        u, delta, A, B, db = _inputs(2, 3, 2, 150, dtype=torch.float64, a_scale=a_scale)
+        h_ref = selective_scan_ref(u, delta, A, B, db)
+        h = selective_scan_chunked(u, delta, A, B, db, chunk=chunk)
+        assert torch.isfinite(h).all()
+        _assert_close(f"h chunk={chunk} a_scale={a_scale}", h, h_ref, 1e-12, 1e-12)
+        g = torch.randn_like(h_ref)
+        for name, a, r in zip(NAMES, selective_scan_chunked_bwd(g, u, delta, A, B, db, chunk=chunk),
+                              selective_scan_ref_bwd(g, u, delta, A, B, db)):
+            _assert_close(f"d{name} chunk={chunk} a_scale={a_scale}", a, r, 1e-11, 1e-11)
+
+
+def test_linear_scan_matches_loop():
+    la = -torch.rand(3, 100, dtype=torch.float64) * 3
+    b = torch.randn(3, 100, dtype=torch.float64)
+    h, ref = torch.zeros(3, dtype=torch.float64), []
+    for t in range(100):
+        h = torch.exp(la[:, t]) * h + b[:, t]
+        ref.append(h)
+    _assert_close("h", linear_scan(la, b, chunk=16), torch.stack(ref, -1), 1e-13, 1e-13)
+
+
+@pytest.mark.parametrize("impl", ["torch", "reference"])
+@pytest.mark.parametrize("N", [1, 4, 16])
+def test_gradcheck_fp64(impl, N):
+    inputs = [t.requires_grad_() for t in _inputs(1, 2, N, 6 if N < 16 else 3, dtype=torch.float64)]
+    assert torch.autograd.gradcheck(lambda *x: selective_scan(*x, impl=impl), inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_are_finite_and_accumulate_in_fp32(dtype):
+    u, delta, A, B, db = _inputs(2, 4, 1, 197, dtype=dtype)
+    leaves = [t.clone().requires_grad_() for t in (u, delta, A, B, db)]
+    h = selective_scan(*leaves, impl="torch")
+    assert h.dtype == torch.float32 and torch.isfinite(h).all()
+    h.square().mean().backward()
+    for name, t in zip(NAMES, leaves):
+        assert t.grad.dtype == t.dtype and torch.isfinite(t.grad).all(), f"d{name} not finite"
+    # fp32 accumulation: equals the fp32 reference on the same (rounded) inputs
+    h_ref = selective_scan_ref(u.float(), delta.float(), A, B.float(), db)
+    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+
+
+def test_validation_errors():
+    u, delta, A, B, db = _inputs(1, 3, 2, 5)
+    with pytest.raises(ValueError, match="impl"):
+        selective_scan(u, delta, A, B, db, impl="cuda")
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan(u, delta, A, B[:, :1], db)
+    with pytest.raises(ValueError, match="A must be"):
+        selective_scan(u, delta, A[:2], B, db)
+
+
+def test_torch_compile_sees_one_op():
+    ops = []
+
+    def backend(gm, example_inputs):
+        ops.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm
+
+    u, delta, A, B, db = _inputs(1, 3, 1, 9)
+    f = torch.compile(lambda *x: selective_scan(*x, impl="torch") * 2, backend=backend, fullgraph=True)
+    out = f(u, delta, A, B, db)
+    assert sum("selective_scan" in o for o in ops) == 1, ops
+    _assert_close("h", out, 2 * selective_scan_ref(u, delta, A, B, db), 1e-5, 1e-6)
+
+
+def test_fvcore_flop_handle():
+    from fvcore.nn import FlopCountAnalysis
+
+    class M(torch.nn.Module):
+        def forward(self, u, delta, A, B, db):
+            return selective_scan(u, delta, A, B, db)
+
+    fca = FlopCountAnalysis(M(), _inputs(2, 6, 1, 10))
+    fca.set_op_handle(OP_NAME, selective_scan_flop_jit)
+    fca.unsupported_ops_warnings(False)
+    assert fca.total() == 7 * 2 * 10 * 6 * 1
+
+
+# ------------------------------------------------------------------------------------------------ Triton
+@pytest.mark.triton
+@pytest.mark.parametrize("N,L,block_l", [(2, 7, None), (1, 49, 16)])
+def test_triton_matches_reference(N, L, block_l):
+    pytest.importorskip("triton")
+    from kernels.selective_scan.triton_impl import selective_scan_triton_bwd, selective_scan_triton_fwd
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    u, delta, A, B, db = (t.to(dev) for t in _inputs(2, 3, N, L))
+    h_ref = selective_scan_ref(u, delta, A, B, db)
+    g = torch.randn_like(h_ref)
+    h = selective_scan_triton_fwd(u, delta, A, B, db, block_l=block_l)
+    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    for name, a, r in zip(NAMES, selective_scan_triton_bwd(g, u, delta, A, B, db, block_l=block_l),
+                          selective_scan_ref_bwd(g, u, delta, A, B, db)):
+        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+
+
+@pytest.mark.triton
+def test_triton_through_the_op_with_half_inputs():
+    pytest.importorskip("triton")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    u, delta, A, B, db = (t.to(dev) for t in _inputs(1, 2, 1, 12, dtype=torch.float16))
+    leaves = [t.clone().requires_grad_() for t in (u, delta, A, B, db)]
+    h = selective_scan(*leaves, impl="triton")
+    assert h.dtype == torch.float32 and torch.isfinite(h).all()
+    h.sum().backward()
+    ref = [t.clone().requires_grad_() for t in (u.float(), delta.float(), A, B.float(), db)]
+    selective_scan_ref(*ref).sum().backward()
+    _assert_close("h", h, selective_scan_ref(u.float(), delta.float(), A, B.float(), db), 1e-5, 1e-6)
+    for name, a, r in zip(NAMES, leaves, ref):
+        assert a.grad.dtype == a.dtype and torch.isfinite(a.grad).all()
+        _assert_close(f"d{name}", a.grad.float(), r.grad, 2e-3, 1e-3)
