@@ -1,0 +1,100 @@
+"""Benchmark: selective scan forward + backward, fast pure-PyTorch path vs the sequential reference.
+
+    python benchmarks/bench_selective_scan.py [--threads 2] [--repeats 3] [--impls reference,torch]
+
+Shapes from the issue (batch 2, d_state 1): Di=128, L=3136 (Spatial-Mamba-T stage 1) and Di=512, L=196 (stage
+3). For each case and implementation one subprocess runs a warm-up and ``--repeats`` timed fwd+bwd passes
+(fp32, all inputs require grad) and reports the median time and the peak memory: the process's resident-set
+peak (``ru_maxrss``) during the timed passes minus the resident set before the first pass (on CUDA:
+``torch.cuda.max_memory_allocated``). The ratio column is reference time / implementation time, measured in
+the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CASES = [(2, 128, 3136), (2, 512, 196)]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_case(impl: str, b: int, D: int, L: int, repeats: int, threads: int, device: str) -> dict:
+    import torch
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from kernels.selective_scan import selective_scan, selective_scan_ref
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    N = 1
+    tensors = [torch.randn(b, D, L, generator=g), torch.randn(b, D, L, generator=g) - 1,
+               -torch.rand(D, N, generator=g) - 0.1, torch.randn(b, N, L, generator=g), torch.randn(D, generator=g)]
+    tensors = [t.to(device).requires_grad_() for t in tensors]
+    fn = (lambda *x: selective_scan_ref(*x)) if impl == "reference" else (lambda *x: selective_scan(*x, impl=impl))
+
+    def step():
+        for t in tensors:
+            t.grad = None
+        h = fn(*tensors)
+        h.sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up
+    base = _rss_mb()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    times.sort()
+    return dict(impl=impl, b=b, D=D, L=L, time_s=times[len(times) // 2], peak_mb=peak)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--impls", default="reference,torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.case:  # child process
+        impl, b, D, L = a.case.split(",")
+        print(json.dumps(run_case(impl, int(b), int(D), int(L), a.repeats, a.threads, a.device)))
+        return
+    impls = a.impls.split(",")
+    print(f"selective scan fwd+bwd, fp32, d_state 1, device {a.device}, {a.threads} thread(s), median of {a.repeats}; "
+          f"peak = {'cuda max_memory_allocated' if a.device == 'cuda' else 'RSS peak above the pre-run RSS, per subprocess'}")
+    print(f"{'batch':>5} {'Di':>5} {'L':>5} {'impl':>10} {'time (ms)':>10} {'peak (MiB)':>11} {'speed-up':>9}")
+    for b, D, L in CASES:
+        res = {}
+        for impl in impls:
+            out = subprocess.run([sys.executable, __file__, "--case", f"{impl},{b},{D},{L}", "--repeats",
+                                  str(a.repeats), "--threads", str(a.threads), "--device", a.device],
+                                 capture_output=True, text=True, check=True)
+            res[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+        ref = res.get("reference")
+        for impl, r in res.items():
+            ratio = f"{ref['time_s'] / r['time_s']:8.1f}x" if ref else "-"
+            print(f"{b:>5} {D:>5} {L:>5} {impl:>10} {r['time_s'] * 1e3:>10.1f} {r['peak_mb']:>11.1f} {ratio:>9}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
