@@ -207,32 +207,41 @@ else
   # (--no-build-isolation: a build environment would compile against some other torch). pip caches
   # the built wheel, so this takes ~20 min on 2 cores the first time and seconds afterwards.
   step "mmcv==$MMCV_VERSION with compiled ops"
-  mmcv_ok() { "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV_VERSION', mmcv.__version__" >/dev/null 2>&1; }
+  torch_cuda=$("$PY" -c "import torch; print(torch.version.cuda or '')")
+  nvcc_path=$(command -v nvcc || { [[ -n ${CUDA_HOME:-} && -x ${CUDA_HOME}/bin/nvcc ]] && echo "$CUDA_HOME/bin/nvcc"; } || true)
+  want_cuda=${MMCV_CUDA:-auto}
+  if [[ $want_cuda == auto ]]; then
+    if [[ -n $torch_cuda && -n $nvcc_path ]]; then want_cuda=1; else want_cuda=0; fi
+  fi
+  [[ $want_cuda == 0 || -n $torch_cuda ]] || die "MMCV_CUDA=1 but torch $have_torch is not a CUDA build"
+  # mmcv's ops are usable when mmcv._ext loads; with CUDA wanted they must also have been compiled with CUDA
+  mmcv_ok() {
+    "$PY" - "$MMCV_VERSION" "$want_cuda" >/dev/null 2>&1 <<'PY'
+import sys
+import mmcv
+from mmcv.ops import get_compiling_cuda_version
+assert mmcv.__version__ == sys.argv[1], mmcv.__version__
+assert sys.argv[2] == "0" or get_compiling_cuda_version() != "not available", "mmcv ops built without CUDA"
+PY
+  }
   if mmcv_ok; then
     echo "    found mmcv==$MMCV_VERSION with ops"
   else
     cache_flag=()
     if "$PY" -c "import mmcv" >/dev/null 2>&1; then
-      # an mmcv without working ops (mmcv-lite, another version, or built against another torch):
-      # rebuild it without pip's cached wheel
+      # an mmcv without the wanted ops (mmcv-lite, another version, built against another torch or
+      # without CUDA): rebuild it, bypassing pip's cached wheel
       echo "    an mmcv without usable ops is installed: rebuilding"
       "$PY" -m pip uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
       cache_flag=(--no-cache-dir)
     fi
-    torch_cuda=$("$PY" -c "import torch; print(torch.version.cuda or '')")
-    nvcc_path=$(command -v nvcc || { [[ -n ${CUDA_HOME:-} && -x ${CUDA_HOME}/bin/nvcc ]] && echo "$CUDA_HOME/bin/nvcc"; } || true)
-    want_cuda=${MMCV_CUDA:-auto}
-    if [[ $want_cuda == auto ]]; then
-      if [[ -n $torch_cuda && -n $nvcc_path ]]; then want_cuda=1; else want_cuda=0; fi
-      if [[ -n $torch_cuda && -z $nvcc_path ]]; then
-        echo "    WARNING: torch is a CUDA $torch_cuda build but nvcc was not found: building CPU-only mmcv ops."
-        echo "             Install the CUDA toolkit (or set CUDA_HOME) and rerun for CUDA ops."
-      fi
+    if [[ -n $torch_cuda && -z $nvcc_path && $want_cuda == 0 ]]; then
+      echo "    WARNING: torch is a CUDA $torch_cuda build but nvcc was not found: building CPU-only mmcv ops."
+      echo "             Install the CUDA toolkit (or set CUDA_HOME) and rerun for CUDA ops."
     fi
     build_env=(MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}")
     if [[ $want_cuda == 1 ]]; then
-      [[ -n $torch_cuda ]] || die "MMCV_CUDA=1 but torch $have_torch is not a CUDA build"
-      echo "    building CUDA + CPU ops (torch CUDA $torch_cuda, nvcc at $nvcc_path)"
+      echo "    building CUDA + CPU ops (torch CUDA $torch_cuda, nvcc at ${nvcc_path:-?})"
       build_env+=(FORCE_CUDA=1)
     else
       echo "    building CPU ops (first build: ~20 min on 2 cores; pip caches the wheel)"
@@ -241,7 +250,7 @@ else
     fi
     env "${build_env[@]}" "$PY" -m pip install -q --no-input --progress-bar off \
       --no-deps --no-build-isolation "${cache_flag[@]}" "mmcv==$MMCV_VERSION"
-    mmcv_ok || die "mmcv $MMCV_VERSION installed but 'import mmcv._ext' fails: $("$PY" -c 'import mmcv._ext' 2>&1 | tail -n 1).
+    mmcv_ok || die "mmcv $MMCV_VERSION installed but its ops are not usable: $("$PY" -c 'import mmcv._ext' 2>&1 | tail -n 1).
   A stale cached wheel may be the cause: 'pip cache remove mmcv' and run again."
   fi
   done_step
