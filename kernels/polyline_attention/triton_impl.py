@@ -1,0 +1,243 @@
+"""Triton forward + backward for full-mode polyline attention (two online softmaxes, masks built on the fly).
+
+Imported lazily by ``kernels.polyline_attention`` only when ``impl="triton"`` is selected. Tested on CPU
+under ``TRITON_INTERPRET=1`` at small shapes. Layout: q, k (BN, N, d), v (BN, N, dv) with BN = B * n heads;
+prefix sums ``ca`` (cumsum of log_a along W) and ``cb`` (cumsum of log_b along H) as (BN, H, W) fp32.
+
+Per (query tile, key tile) with flat indices p -> (i, j) = (p // W, p % W) the kernel gathers
+``ca[iq, jq], ca[iq, jk], cb[iq, jk], cb[ik, jk]`` (for M) and ``ca[ik, jk], ca[ik, jq], cb[ik, jq],
+cb[iq, jq]`` (for M^T), so any tiling of the flat token axis works (H, W arbitrary).
+
+Backward: one program per key tile loops over all query tiles, accumulates dk, dv in registers, and adds
+dq and the prefix-sum gradients (dca, dcb) with atomics; the torch wrapper turns dca, dcb into d log_a,
+d log_b with reversed cumulative sums. All dots run on fp32 operands with IEEE precision (inputs in bf16 /
+fp16 are upcast), which keeps the interpreter exact and avoids TF32 on GPUs.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["triton_full_backward", "triton_full_forward"]
+
+
+@triton.jit
+def _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk):
+    """Log-mask tiles M and M^T (BLOCK_M, BLOCK_N) plus the position signs."""
+    m2d = mq[:, None] & mk[None, :]
+    ca_qk = tl.load(ca_ptr + iq[:, None] * W + jk[None, :], mask=m2d, other=0.0)
+    cb_qk = tl.load(cb_ptr + iq[:, None] * W + jk[None, :], mask=m2d, other=0.0)
+    ca_kq = tl.load(ca_ptr + ik[None, :] * W + jq[:, None], mask=m2d, other=0.0)
+    cb_kq = tl.load(cb_ptr + ik[None, :] * W + jq[:, None], mask=m2d, other=0.0)
+    sgn_j = (jq[:, None] > jk[None, :]).to(tl.float32) - (jq[:, None] < jk[None, :]).to(tl.float32)
+    sgn_i = (iq[:, None] > ik[None, :]).to(tl.float32) - (iq[:, None] < ik[None, :]).to(tl.float32)
+    m1 = (caq[:, None] - ca_qk) * sgn_j + (cb_qk - cbk[None, :]) * sgn_i
+    m2 = (ca_kq - cak[None, :]) * sgn_j + (cbq[:, None] - cb_kq) * sgn_i
+    return m1, m2, sgn_j, sgn_i, m2d
+
+
+@triton.jit
+def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, lse2_ptr,
+                N, W, D, DV, scale,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    q_ptr += bh * N * D
+    k_ptr += bh * N * D
+    v_ptr += bh * N * DV
+    ca_ptr += bh * N
+    cb_ptr += bh * N
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mq = offs_m < N
+    iq = offs_m // W
+    jq = offs_m % W
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=mq[:, None] & (offs_d[None, :] < D),
+                other=0.0).to(tl.float32)
+    caq = tl.load(ca_ptr + offs_m, mask=mq, other=0.0)
+    cbq = tl.load(cb_ptr + offs_m, mask=mq, other=0.0)
+    m_1 = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    m_2 = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_1 = tl.zeros([BLOCK_M], tl.float32)
+    l_2 = tl.zeros([BLOCK_M], tl.float32)
+    acc1 = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+    acc2 = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+    for start_n in range(0, N, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mk = offs_n < N
+        ik = offs_n // W
+        jk = offs_n % W
+        k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=mk[:, None] & (offs_d[None, :] < D),
+                    other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=mk[:, None] & (offs_dv[None, :] < DV),
+                    other=0.0).to(tl.float32)
+        cak = tl.load(ca_ptr + offs_n, mask=mk, other=0.0)
+        cbk = tl.load(cb_ptr + offs_n, mask=mk, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk)
+        s1 = tl.where(mk[None, :], s + mask1, float("-inf"))
+        s2 = tl.where(mk[None, :], s + mask2, float("-inf"))
+        n1 = tl.maximum(m_1, tl.max(s1, 1))
+        n2 = tl.maximum(m_2, tl.max(s2, 1))
+        p1 = tl.exp(s1 - n1[:, None])
+        p2 = tl.exp(s2 - n2[:, None])
+        c1 = tl.exp(m_1 - n1)
+        c2 = tl.exp(m_2 - n2)
+        l_1 = l_1 * c1 + tl.sum(p1, 1)
+        l_2 = l_2 * c2 + tl.sum(p2, 1)
+        acc1 = acc1 * c1[:, None] + tl.dot(p1, v, input_precision="ieee")
+        acc2 = acc2 * c2[:, None] + tl.dot(p2, v, input_precision="ieee")
+        m_1 = n1
+        m_2 = n2
+    acc1 = acc1 / l_1[:, None]
+    acc2 = acc2 / l_2[:, None]
+    omask = mq[:, None] & (offs_dv[None, :] < DV)
+    tl.store(o1_ptr + bh * N * DV + offs_m[:, None] * DV + offs_dv[None, :], acc1, mask=omask)
+    tl.store(o2_ptr + bh * N * DV + offs_m[:, None] * DV + offs_dv[None, :], acc2, mask=omask)
+    tl.store(lse1_ptr + bh * N + offs_m, m_1 + tl.log(l_1), mask=mq)
+    tl.store(lse2_ptr + bh * N + offs_m, m_2 + tl.log(l_2), mask=mq)
+
+
+@triton.jit
+def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr, d1_ptr, d2_ptr,
+                dq_ptr, dk_ptr, dv_ptr, dca_ptr, dcb_ptr,
+                N, W, D, DV, scale,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    q_ptr += bh * N * D
+    k_ptr += bh * N * D
+    v_ptr += bh * N * DV
+    do_ptr += bh * N * DV
+    dq_ptr += bh * N * D
+    dk_ptr += bh * N * D
+    dv_ptr += bh * N * DV
+    ca_ptr += bh * N
+    cb_ptr += bh * N
+    dca_ptr += bh * N
+    dcb_ptr += bh * N
+    lse1_ptr += bh * N
+    lse2_ptr += bh * N
+    d1_ptr += bh * N
+    d2_ptr += bh * N
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mk = offs_n < N
+    ik = offs_n // W
+    jk = offs_n % W
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    kmask = mk[:, None] & (offs_d[None, :] < D)
+    vmask = mk[:, None] & (offs_dv[None, :] < DV)
+    k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=kmask, other=0.0).to(tl.float32)
+    v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=vmask, other=0.0).to(tl.float32)
+    cak = tl.load(ca_ptr + offs_n, mask=mk, other=0.0)
+    cbk = tl.load(cb_ptr + offs_n, mask=mk, other=0.0)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    dcak = tl.zeros([BLOCK_N], tl.float32)
+    dcbk = tl.zeros([BLOCK_N], tl.float32)
+    for start_m in range(0, N, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        mq = offs_m < N
+        iq = offs_m // W
+        jq = offs_m % W
+        qmask = mq[:, None] & (offs_d[None, :] < D)
+        q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=qmask, other=0.0).to(tl.float32)
+        do = tl.load(do_ptr + offs_m[:, None] * DV + offs_dv[None, :], mask=mq[:, None] & (offs_dv[None, :] < DV),
+                     other=0.0).to(tl.float32)
+        caq = tl.load(ca_ptr + offs_m, mask=mq, other=0.0)
+        cbq = tl.load(cb_ptr + offs_m, mask=mq, other=0.0)
+        lse1 = tl.load(lse1_ptr + offs_m, mask=mq, other=0.0)
+        lse2 = tl.load(lse2_ptr + offs_m, mask=mq, other=0.0)
+        d1 = tl.load(d1_ptr + offs_m, mask=mq, other=0.0)
+        d2 = tl.load(d2_ptr + offs_m, mask=mq, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk)
+        p1 = tl.where(m2d, tl.exp(s + mask1 - lse1[:, None]), 0.0)
+        p2 = tl.where(m2d, tl.exp(s + mask2 - lse2[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+        dv += tl.dot(tl.trans(p1 + p2), do, input_precision="ieee") * 0.5
+        g1 = p1 * (dp - d1[:, None]) * 0.5
+        g2 = p2 * (dp - d2[:, None]) * 0.5
+        ds = g1 + g2
+        dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
+        dq = tl.dot(ds, k, input_precision="ieee") * scale
+        tl.atomic_add(dq_ptr + offs_m[:, None] * D + offs_d[None, :], dq, mask=qmask)
+        # M = (ca[iq,jq] - ca[iq,jk]) sj + (cb[iq,jk] - cb[ik,jk]) si
+        # M^T = (ca[ik,jq] - ca[ik,jk]) sj + (cb[iq,jq] - cb[ik,jq]) si
+        g1j = g1 * sgn_j
+        g1i = g1 * sgn_i
+        g2j = g2 * sgn_j
+        g2i = g2 * sgn_i
+        tl.atomic_add(dca_ptr + offs_m, tl.sum(g1j, 1), mask=mq)
+        tl.atomic_add(dcb_ptr + offs_m, tl.sum(g2i, 1), mask=mq)
+        tl.atomic_add(dca_ptr + iq[:, None] * W + jk[None, :], -g1j, mask=m2d)
+        tl.atomic_add(dcb_ptr + iq[:, None] * W + jk[None, :], g1i, mask=m2d)
+        tl.atomic_add(dca_ptr + ik[None, :] * W + jq[:, None], g2j, mask=m2d)
+        tl.atomic_add(dcb_ptr + ik[None, :] * W + jq[:, None], -g2i, mask=m2d)
+        dcbk -= tl.sum(g1i, 0)
+        dcak -= tl.sum(g2j, 0)
+    tl.store(dk_ptr + offs_n[:, None] * D + offs_d[None, :], dk, mask=kmask)
+    tl.store(dv_ptr + offs_n[:, None] * DV + offs_dv[None, :], dv, mask=vmask)
+    tl.atomic_add(dca_ptr + offs_n, dcak, mask=mk)
+    tl.atomic_add(dcb_ptr + offs_n, dcbk, mask=mk)
+
+
+def _blocks(d, dv):
+    bd = max(16, triton.next_power_of_2(d))
+    bdv = max(16, triton.next_power_of_2(dv))
+    return 32 if max(bd, bdv) <= 64 else 16, bd, bdv
+
+
+def _prefix(log_a, log_b):
+    ca = torch.cumsum(log_a.float(), -1).contiguous()
+    cb = torch.cumsum(log_b.float(), -2).contiguous()
+    return ca, cb
+
+
+def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0):
+    b, n, h, w, d = q.shape
+    dv = v.shape[-1]
+    N = h * w
+    ca, cb = _prefix(log_a, log_b)
+    qf, kf, vf = (t.reshape(b * n, N, t.shape[-1]).contiguous() for t in (q, k, v))
+    o1 = torch.empty(b, n, N, dv, device=q.device, dtype=torch.float32)
+    o2 = torch.empty_like(o1)
+    lse1 = torch.empty(b, n, N, device=q.device, dtype=torch.float32)
+    lse2 = torch.empty_like(lse1)
+    bm, bd, bdv = _blocks(d, dv)
+    grid = (triton.cdiv(N, bm), b * n)
+    _fwd_kernel[grid](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv, float(scale),
+                      BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv)
+    out = (0.5 * o1 + 0.5 * o2).to(q.dtype).view(b, n, h, w, dv)
+    return out, o1, o2, lse1, lse2
+
+
+def _rev_cumsum(x, dim):
+    return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
+
+
+def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: float = 1.0):
+    b, n, h, w, d = q.shape
+    dv = v.shape[-1]
+    N = h * w
+    ca, cb = _prefix(log_a, log_b)
+    qf, kf, vf = (t.reshape(b * n, N, t.shape[-1]).contiguous() for t in (q, k, v))
+    go = grad_out.reshape(b, n, N, dv).float().contiguous()
+    d1 = (go * o1).sum(-1).contiguous()
+    d2 = (go * o2).sum(-1).contiguous()
+    dq = torch.zeros(b * n, N, d, device=q.device, dtype=torch.float32)
+    dk = torch.empty(b * n, N, d, device=q.device, dtype=torch.float32)
+    dvv = torch.empty(b * n, N, dv, device=q.device, dtype=torch.float32)
+    dca = torch.zeros(b, n, h, w, device=q.device, dtype=torch.float32)
+    dcb = torch.zeros_like(dca)
+    bm, bd, bdv = _blocks(d, dv)
+    grid = (triton.cdiv(N, bm), b * n)
+    _bwd_kernel[grid](qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb,
+                      N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv)
+    dla = _rev_cumsum(dca, -1)
+    dlb = _rev_cumsum(dcb, -2)
+    return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dvv.view(v.shape).to(v.dtype),
+            dla.to(log_a.dtype), dlb.to(log_b.dtype))
