@@ -8,10 +8,10 @@ Importing this package needs only torch and timm (no OpenMMLab package).
 import timm
 
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
-from . import mpvit, p2t, pacavit, spatial_mamba  # noqa: F401  (each family module registers its models with timm)
+from . import mpvit, p2t, pacavit, ppma, spatial_mamba  # noqa: F401  (each family module registers its models with timm)
 
 # Module names of the model families, one file each.
-FAMILIES: tuple[str, ...] = ("p2t", "pacavit", "mpvit", "spatial_mamba")
+FAMILIES: tuple[str, ...] = ("ppma", "p2t", "pacavit", "mpvit", "spatial_mamba")
 
 
 def list_models(filter: str = "") -> list[str]:
