@@ -66,11 +66,12 @@ import torch.utils.checkpoint
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ._builder import build_model
+from ._layers import init_weights_trunc_normal
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]
@@ -392,17 +393,7 @@ class MPViT(nn.Module):
         self.num_features = self.head_hidden_size = embed_dims[-1]
         self.cls_head = ClsHead(self.num_features, num_classes, global_pool, drop_rate)
 
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_weights_trunc_normal)
 
     # ----------------------------------------------------------------------------------- timm API
     @torch.jit.ignore

@@ -59,12 +59,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_, use_fused_attn
+from timm.layers import DropPath, use_fused_attn
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv, checkpoint
 
 from ._builder import build_model
+from ._layers import init_weights_trunc_normal
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -335,18 +336,7 @@ class PyramidPoolingTransformer(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module):
-        # as official: trunc-normal Linear weights, zero biases; LayerNorm 1/0; convs keep PyTorch's default
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_weights_trunc_normal)
 
     # ------------------------------------------------------------------ timm API
     @torch.jit.ignore
@@ -380,7 +370,7 @@ class PyramidPoolingTransformer(nn.Module):
             self.global_pool = global_pool
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
-            self._init_weights(self.head)
+            self.head.apply(init_weights_trunc_normal)
 
     def load_pretrained(self, path, checkpoint_key: Optional[str] = None):
         """Loads an official (or our own) checkpoint file; mismatches raise CheckpointMismatchError."""

@@ -67,7 +67,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
@@ -76,6 +76,7 @@ from torch import nn
 from kernels.polyline_attention import polyline_attention
 
 from ._builder import build_model
+from ._layers import init_weights_trunc_normal
 from ._checkpoint import load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn"]
@@ -413,17 +414,7 @@ class PPMAViT(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool1d(1)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(projection, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module):
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.zeros_(m.bias)
-            nn.init.ones_(m.weight)
+        self.apply(init_weights_trunc_normal)
 
     # ------------------------------------------------------------------ timm API
     @torch.jit.ignore

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv, checkpoint
@@ -71,6 +71,7 @@ from kernels.selective_scan import selective_scan
 from kernels.state_fusion import state_fusion
 
 from ._builder import build_model
+from ._layers import init_weights_trunc_normal
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["SpatialMamba", "SpatialMambaBlock", "StructureAwareSSM", "StateFusion", "checkpoint_filter_fn",
@@ -342,19 +343,7 @@ class SpatialMamba(nn.Module):
         if out_norm:
             for i in range(4):
                 self.add_module(f'outnorm{i}', nn.LayerNorm(dims[i]))
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module):
-        # as official: trunc-normal(0.02) Linear weights with zero bias, LayerNorm 1 / 0; convs, BN, the bare SSM
-        # parameters and the state fusion keep their own initialisation
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_weights_trunc_normal)
 
     # ------------------------------------------------------------------ timm API
     @torch.jit.ignore
@@ -389,7 +378,7 @@ class SpatialMamba(nn.Module):
             self.global_pool = global_pool
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
-            self._init_weights(self.head)
+            self.head.apply(init_weights_trunc_normal)
 
     def load_pretrained(self, path, checkpoint_key: Optional[str] = None):
         """Loads an official (or our own) checkpoint file; mismatches raise CheckpointMismatchError."""
