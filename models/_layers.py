@@ -15,3 +15,17 @@ def init_weights_trunc_normal(m: nn.Module) -> None:
         nn.init.ones_(m.weight)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+
+
+def check_image_batch(model_name: str, x, in_chans: int, min_size: int = 1, why: str = "") -> None:
+    """Raises ``ValueError`` naming the problem unless ``x`` is a (B, in_chans, H, W) batch with
+    H, W >= ``min_size`` (``why`` says where the minimum comes from)."""
+    if x.ndim != 4:
+        raise ValueError(f"{model_name} expects a 4-D (B, C, H, W) image batch, got shape {tuple(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(f"{model_name} was built for {in_chans} input channels, got {x.shape[1]} "
+                         f"(input shape {tuple(x.shape)})")
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h < min_size or w < min_size:
+        raise ValueError(f"{model_name} needs inputs of at least {min_size}x{min_size} pixels"
+                         f"{f' ({why})' if why else ''}, got {h}x{w}")

@@ -71,7 +71,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ._builder import build_model
-from ._layers import init_weights_trunc_normal
+from ._layers import check_image_batch, init_weights_trunc_normal
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]
@@ -430,17 +430,8 @@ class MPViT(nn.Module):
 
     # ----------------------------------------------------------------------------------- forward
     def _check_input(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"MPViT expects a 4-D (B, C, H, W) input, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"MPViT was built for in_chans={self.in_chans} but the input has {x.shape[1]} channels "
-                f"(shape {tuple(x.shape)})"
-            )
-        if x.shape[2] < 1 or x.shape[3] < 1:
-            raise ValueError(
-                f"MPViT needs an input of at least 1x1 pixels (any H, W >= 1 works), got {tuple(x.shape[2:])}"
-            )
+        # every stride-2 conv is 3x3 with padding 1: any non-empty input works
+        check_image_batch("MPViT", x, self.in_chans)
 
     def forward_intermediates(
             self,

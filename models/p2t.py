@@ -65,7 +65,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv, checkpoint
 
 from ._builder import build_model
-from ._layers import init_weights_trunc_normal
+from ._layers import check_image_batch, init_weights_trunc_normal
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -382,11 +382,7 @@ class PyramidPoolingTransformer(nn.Module):
         return min_input_size(self.pool_ratios[:len(self.stages)])
 
     def _check_input(self, x: torch.Tensor):
-        if x.ndim != 4:
-            raise ValueError(f"P2T expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"P2T was built for {self.in_chans} input channels, got {x.shape[1]} "
-                             f"(input shape {tuple(x.shape)})")
+        check_image_batch("P2T", x, self.in_chans)
         H, W = int(x.shape[-2]), int(x.shape[-1])
         pool_ratios = self.pool_ratios[:len(self.stages)]
         if not (_side_ok(H, pool_ratios) and _side_ok(W, pool_ratios)):

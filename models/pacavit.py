@@ -58,6 +58,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
 from ._builder import build_model
+from ._layers import check_image_batch
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PaCaViT", "PaCaBlock", "PaCaAttention", "PaCaTeacherConvMixer", "checkpoint_filter_fn"]
@@ -621,15 +622,7 @@ class PaCaViT(nn.Module):
 
     # ---------------------------------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor):
-        if x.ndim != 4:
-            raise ValueError(f"PaCaViT expects a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"PaCaViT was built for {self.in_chans} input channels, got {x.shape[1]} "
-                             f"(input shape {tuple(x.shape)})")
-        H, W = x.shape[-2:]
-        if H < MIN_INPUT_SIZE or W < MIN_INPUT_SIZE:
-            raise ValueError(f"PaCaViT needs inputs of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels "
-                             f"(total stride 32), got {H}x{W}")
+        check_image_batch("PaCaViT", x, self.in_chans, MIN_INPUT_SIZE, "total stride 32")
 
     def _run_block(self, block: PaCaBlock, x, H: int, W: int, z):
         if self.grad_checkpointing and self.training and not torch.jit.is_scripting():

@@ -76,7 +76,7 @@ from torch import nn
 from kernels.polyline_attention import polyline_attention
 
 from ._builder import build_model
-from ._layers import init_weights_trunc_normal
+from ._layers import check_image_batch, init_weights_trunc_normal
 from ._checkpoint import load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn"]
@@ -453,14 +453,8 @@ class PPMAViT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor):
-        if x.ndim != 4:
-            raise ValueError(f"{type(self).__name__} expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"{type(self).__name__} was built for {self.in_chans} input channels, got "
-                             f"{x.shape[1]} (input shape {tuple(x.shape)})")
-        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f"input {x.shape[-2]}x{x.shape[-1]} is too small: height and width must be >= "
-                             f"{MIN_INPUT_SIZE} px (the stride-32 stage needs at least one token)")
+        check_image_batch(type(self).__name__, x, self.in_chans, MIN_INPUT_SIZE,
+                          "the stride-32 stage needs at least one token")
 
     def forward_intermediates(
             self,

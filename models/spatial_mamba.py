@@ -71,7 +71,7 @@ from kernels.selective_scan import selective_scan
 from kernels.state_fusion import state_fusion
 
 from ._builder import build_model
-from ._layers import init_weights_trunc_normal
+from ._layers import check_image_batch, init_weights_trunc_normal
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["SpatialMamba", "SpatialMambaBlock", "StructureAwareSSM", "StateFusion", "checkpoint_filter_fn",
@@ -386,13 +386,7 @@ class SpatialMamba(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor):
-        if x.ndim != 4:
-            raise ValueError(f"Spatial-Mamba expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"Spatial-Mamba was built for {self.in_chans} input channels, got {x.shape[1]} "
-                             f"(input shape {tuple(x.shape)})")
-        if x.shape[-2] < 1 or x.shape[-1] < 1:
-            raise ValueError(f"Spatial-Mamba input {tuple(x.shape[-2:])} is empty: height and width must be >= 1 px")
+        check_image_batch("Spatial-Mamba", x, self.in_chans)
 
     def forward_intermediates(
             self,

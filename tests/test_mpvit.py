@@ -293,7 +293,7 @@ def test_arbitrary_sizes_and_input_errors():
         assert model(torch.randn(1, 3, 1, 1)).shape == (1, 1000)  # no minimum size: 3x3/pad-1 stride-2 convs
         with pytest.raises(ValueError, match="at least 1x1"):
             model(torch.randn(1, 3, 0, 32))
-        with pytest.raises(ValueError, match="in_chans=3 but the input has 1 channels"):
+        with pytest.raises(ValueError, match="built for 3 input channels, got 1"):
             model(torch.randn(1, 1, 32, 32))
         with pytest.raises(ValueError, match="4-D"):
             model(torch.randn(3, 32, 32))
