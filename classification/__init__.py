@@ -1,0 +1,1 @@
+"""classification task: see README.md in this folder."""

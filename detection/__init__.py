@@ -1,0 +1,1 @@
+"""detection task: see README.md in this folder."""

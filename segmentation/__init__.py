@@ -1,0 +1,1 @@
+"""segmentation task: see README.md in this folder."""

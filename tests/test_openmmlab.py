@@ -1,0 +1,139 @@
+"""The shared OpenMMLab adapter (models/openmmlab.py): registration, checkpoints, freezing."""
+import pytest
+import timm
+import torch
+from torch import nn
+
+pytest.importorskip("mmengine")
+from mmengine.runner import load_checkpoint as mm_load_checkpoint  # noqa: E402
+
+import models  # noqa: E402
+from models.openmmlab import VisionBackbone  # noqa: E402
+from test_p2t import to_official  # noqa: E402  (our p2t keys -> the official ones, written in that test)
+
+NAME = "p2t_tiny"
+X = torch.randn(1, 3, 96, 112)
+
+
+def _classifier(seed=0):
+    torch.manual_seed(seed)
+    model = timm.create_model(NAME, num_classes=1000).eval()
+    with torch.no_grad():  # move away from the init so that a skipped load cannot pass
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+def _expected(model, x=X):
+    with torch.no_grad():
+        return model.forward_intermediates(x, indices=(0, 1, 2, 3), intermediates_only=True)
+
+
+def _assert_same(a, b):
+    assert len(a) == len(b)
+    for i, (u, v) in enumerate(zip(a, b)):
+        err = (u - v).abs()
+        assert u.shape == v.shape and err.max() <= 1e-5, f"stage {i}: max {err.max():.3g} mean {err.mean():.3g}"
+
+
+@pytest.mark.parametrize("package", ["mmdet", "mmseg"])
+def test_registered_and_equal_to_timm_features(package):
+    registry = pytest.importorskip(f"{package}.registry").MODELS
+    backbone = registry.build(dict(type="VisionBackbone", model_name=NAME, out_indices=(1, 3))).eval()
+    ref = timm.create_model(NAME, features_only=True, out_indices=(1, 3)).eval()
+    ref.model.load_state_dict(backbone.model.state_dict())
+    with torch.no_grad():
+        out = backbone(X)
+    assert isinstance(out, tuple) and backbone.channels == [96, 384] == [o.shape[1] for o in out]
+    _assert_same(out, ref(X))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unknown model_name 'p2t_tinny'"):
+        VisionBackbone("p2t_tinny")
+    with pytest.raises(ValueError, match="frozen_stages=7"):
+        VisionBackbone(NAME, frozen_stages=7)
+    with pytest.raises(ValueError, match="Pretrained"):
+        VisionBackbone(NAME, init_cfg=dict(type="Kaiming"))
+
+
+@pytest.mark.parametrize("layout", ["ours", "official", "official_ema"])
+def test_init_cfg_loads_classification_checkpoints(tmp_path, layout):
+    cls = _classifier()
+    sd = cls.state_dict()
+    if layout == "ours":  # what classification/main.py writes
+        ckpt, key = {"model": sd, "epoch": 3}, None
+    elif layout == "official":
+        ckpt, key = {"model": {f"module.{k}": v for k, v in to_official(sd).items()}}, None
+    else:
+        ckpt, key = {"model": {}, "model_ema": to_official(sd)}, "model_ema"
+    path = tmp_path / "cls.pth"
+    torch.save(ckpt, path)
+    backbone = VisionBackbone(NAME, init_cfg=dict(type="Pretrained", checkpoint=str(path), checkpoint_key=key))
+    backbone.init_weights()
+    with torch.no_grad():
+        _assert_same(backbone.eval()(X), _expected(cls))
+
+
+def test_init_cfg_reports_mismatching_keys(tmp_path):
+    sd = to_official(_classifier().state_dict())
+    sd["block1.0.attn.q.0.weightt"] = sd.pop("block1.0.attn.q.0.weight")
+    torch.save({"model": sd}, tmp_path / "bad.pth")
+    backbone = VisionBackbone(NAME, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "bad.pth")))
+    with pytest.raises(models.CheckpointMismatchError, match=r"(?s)missing keys.*stages\.0\.blocks\.0\.attn\.q"):
+        backbone.init_weights()
+
+
+class _Detector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = VisionBackbone(NAME)
+        self.neck = nn.Conv2d(512, 8, 1)
+
+
+def test_full_checkpoints_load_in_official_and_our_layout(tmp_path):
+    cls = _classifier()
+    backbone_sd = {k: v for k, v in cls.state_dict().items() if not k.startswith("head.")}
+    neck = {"neck.weight": torch.randn(8, 512, 1, 1), "neck.bias": torch.randn(8)}
+    official = {"state_dict": {**{f"backbone.{k}": v for k, v in to_official(backbone_sd).items()}, **neck},
+                "meta": {"mmdet_version": "3.3.0"}}
+    torch.save(official, tmp_path / "official_det.pth")
+    det = _Detector()
+    mm_load_checkpoint(det, str(tmp_path / "official_det.pth"), strict=True)
+    _assert_same(det.backbone.eval()(X), _expected(cls))
+    assert torch.equal(det.neck.bias, neck["neck.bias"])
+
+    # our own layout (backbone.model.<our key>) round trips unchanged, and a backbone can be taken out of it
+    torch.save({"state_dict": det.state_dict()}, tmp_path / "ours_det.pth")
+    det2 = _Detector()
+    mm_load_checkpoint(det2, str(tmp_path / "ours_det.pth"), strict=True)
+    _assert_same(det2.backbone.eval()(X), _expected(cls))
+    b = VisionBackbone(NAME, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "ours_det.pth"),
+                                           prefix="backbone."))
+    b.init_weights()
+    _assert_same(b.eval()(X), _expected(cls))
+
+
+def test_frozen_stages_and_norm_eval():
+    backbone = VisionBackbone(NAME, frozen_stages=1, norm_eval=True).train()
+    frozen = {n for n, p in backbone.model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith("stages.0.") for n in frozen)
+    assert all(not p.requires_grad for n, p in backbone.model.named_parameters() if n.startswith("stages.0."))
+    assert all(not m.training for m in backbone.model.stages[0].modules())
+    assert backbone.model.stages[1].training
+    sum(o.mean() for o in backbone(X)).backward()
+    assert all(p.grad is None for n, p in backbone.model.named_parameters() if n in frozen)
+    assert all(p.grad is not None for n, p in backbone.model.named_parameters() if n.startswith("stages.3."))
+
+
+def test_with_cp_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = VisionBackbone(NAME, out_indices=(3,), drop_path_rate=0.0).train()
+    cp = VisionBackbone(NAME, out_indices=(3,), drop_path_rate=0.0, with_cp=True).train()
+    cp.load_state_dict(plain.state_dict())
+    grads = []
+    for b in (plain, cp):
+        b(X)[0].square().mean().backward()
+        grads.append({n: p.grad for n, p in b.named_parameters()})
+    for n, g in grads[0].items():
+        assert torch.allclose(g, grads[1][n], atol=1e-6), n
