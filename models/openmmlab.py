@@ -15,7 +15,10 @@ Checkpoints, all with the key handling of :mod:`models._checkpoint` (missing / u
 - ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads a classification checkpoint: the official
   ImageNet checkpoint of the model's paper or one of ours (trainer ``checkpoint.pth`` / ``best.pth``), whose
   classifier is dropped. ``checkpoint_key='model_ema'`` picks another container entry; ``prefix='backbone.'``
-  takes the backbone out of a full detector / segmentor checkpoint.
+  takes the backbone out of a full detector / segmentor checkpoint; ``reinit=[regex, ...]`` names weights
+  that are expected NOT to fit (e.g. PaCa's cluster projections when the downstream model uses 200 clusters
+  and ImageNet used 100, as the official recipe does): where such a weight's shape differs it keeps its
+  fresh initialisation, and the names are logged. Every other mismatch still raises.
 - A full detector / segmentor checkpoint (``load_from``, ``--resume``, ``dist_test.sh CONFIG CKPT``) whose
   backbone weights are in the official layout (``backbone.<official key>``, as the papers' mmdet / mmseg
   checkpoints have them) is mapped to ours while it loads (a state-dict pre-hook applies the family's key
@@ -24,17 +27,20 @@ Checkpoints, all with the key handling of :mod:`models._checkpoint` (missing / u
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from collections.abc import Sequence
 
 import timm
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.models import group_parameters, model_entrypoint
 from torch import nn
 
 from . import list_models
-from ._checkpoint import CheckpointMismatchError, FilterFn, extract_state_dict, load_checkpoint, read_checkpoint
+from ._checkpoint import (CheckpointMismatchError, FilterFn, _classifier_names, extract_state_dict, load_checkpoint,
+                          read_checkpoint)
 
 
 def checkpoint_filter_for(model_name: str) -> FilterFn:
@@ -53,7 +59,8 @@ class VisionBackbone(BaseModule):
             (their parameters get no gradient and their modules stay in eval mode).
         norm_eval: keep BatchNorm layers in eval mode (frozen statistics) while training.
         with_cp: gradient checkpointing (recompute activations in backward to save memory).
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, checkpoint_key=..., prefix=...])`` or None.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, checkpoint_key=..., prefix=..., reinit=[...]])``
+            or None (see the module docstring).
         **model_kwargs: passed to ``timm.create_model``, e.g. ``out_norm=True`` (PPMA, Spatial-Mamba
             downstream output norms).
     """
@@ -130,10 +137,11 @@ class VisionBackbone(BaseModule):
         cfg = dict(self.init_cfg)
         path = cfg.pop("checkpoint", None)
         key, prefix = cfg.pop("checkpoint_key", None), cfg.pop("prefix", None)
+        reinit = [re.compile(r) for r in cfg.pop("reinit", ())]
         cfg.pop("type")
         if path is None or cfg:
             raise ValueError(f"VisionBackbone: init_cfg needs 'checkpoint' (and optionally 'checkpoint_key', "
-                             f"'prefix'); got {self.init_cfg}")
+                             f"'prefix', 'reinit'); got {self.init_cfg}")
         checkpoint = read_checkpoint(path)
         state = extract_state_dict(checkpoint, key)
         if prefix:
@@ -141,7 +149,16 @@ class VisionBackbone(BaseModule):
             if not state:
                 raise CheckpointMismatchError(f"{path}: no keys start with prefix {prefix!r}")
             state = self._strip_wrapper(state)
-        load_checkpoint(self.model, state, checkpoint_filter_for(self.model_name))
+        state = checkpoint_filter_for(self.model_name)(state, self.model)
+        own = self.model.state_dict()
+        kept = [k for k, v in state.items()
+                if k in own and v.shape != own[k].shape and any(r.search(k) for r in reinit)]
+        for k in kept:
+            state[k] = own[k]
+        load_checkpoint(self.model, state)
+        if kept:
+            print_log(f"VisionBackbone: {path}: kept the fresh initialisation of {len(kept)} weights whose shape "
+                      f"differs, as init_cfg.reinit allows: {', '.join(kept)}", logger="current")
         self._is_init = True
 
     @staticmethod
@@ -158,6 +175,11 @@ class VisionBackbone(BaseModule):
             return
         sub = {k[len(prefix):]: state_dict.pop(k) for k in own}
         mapped = checkpoint_filter_for(self.model_name)(sub, self.model)
+        # an official backbone may keep its unused ImageNet classifier (P2T's does): dropped, as for
+        # classification checkpoints loaded into a headless model
+        for name in _classifier_names(self.model):
+            for k in (f"{name}.weight", f"{name}.bias"):
+                mapped.pop(k, None)
         for k, v in mapped.items():
             state_dict[f"{prefix}model.{k}"] = v
 

@@ -93,9 +93,9 @@ class _Detector(nn.Module):
 
 def test_full_checkpoints_load_in_official_and_our_layout(tmp_path):
     cls = _classifier()
-    backbone_sd = {k: v for k, v in cls.state_dict().items() if not k.startswith("head.")}
     neck = {"neck.weight": torch.randn(8, 512, 1, 1), "neck.bias": torch.randn(8)}
-    official = {"state_dict": {**{f"backbone.{k}": v for k, v in to_official(backbone_sd).items()}, **neck},
+    # the official P2T segmentation backbone keeps its unused ImageNet classifier: dropped on load
+    official = {"state_dict": {**{f"backbone.{k}": v for k, v in to_official(cls.state_dict()).items()}, **neck},
                 "meta": {"mmdet_version": "3.3.0"}}
     torch.save(official, tmp_path / "official_det.pth")
     det = _Detector()
@@ -137,3 +137,24 @@ def test_with_cp_gives_the_same_gradients():
         grads.append({n: p.grad for n, p in b.named_parameters()})
     for n, g in grads[0].items():
         assert torch.allclose(g, grads[1][n], atol=1e-6), n
+
+
+def test_reinit_keeps_fresh_weights_only_where_named_and_mismatched(tmp_path):
+    """PaCa downstream recipe: 200 clusters on top of a 100-cluster ImageNet checkpoint."""
+    name = "pacavit_tiny_p2cconv_100_0"
+    torch.manual_seed(0)
+    cls = timm.create_model(name)
+    torch.save({"model": cls.state_dict()}, tmp_path / "paca.pth")
+    kwargs = dict(num_clusters=(200, 200, 200, 0), out_indices=(3,))
+    strict = VisionBackbone(name, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "paca.pth")), **kwargs)
+    with pytest.raises(models.CheckpointMismatchError, match=r"stage1\.0\.attn\.clustering\.clustering\.4\.weight"):
+        strict.init_weights()
+    b = VisionBackbone(name, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "paca.pth"),
+                                           reinit=[r"clustering\.\d+\.weight$"]), **kwargs)
+    fresh = {k: v.clone() for k, v in b.model.state_dict().items()}
+    b.init_weights()
+    src, got = cls.state_dict(), b.model.state_dict()
+    kept = {k for k in got if k in src and src[k].shape != got[k].shape}
+    assert kept == {f"stage{i}.0.attn.clustering.clustering.4.weight" for i in (1, 2, 3)}
+    for k, v in got.items():
+        assert torch.equal(v, fresh[k] if k in kept else src[k]), k
