@@ -1,0 +1,178 @@
+"""What train.py and test.py share: config lookup, device / process-group set-up, strict checkpoint loading.
+
+mmengine's Runner does the work; this only fills the gaps for CPU machines (gloo instead of nccl, DDP
+without device ids, BN instead of SyncBN) and makes checkpoint loading strict.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import re
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, ConfigDict
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "configs" / "segmentation"
+ALIASES = {"smoke": "smoke/upernet_smoke.py"}
+
+
+def resolve_config(name: str) -> Path:
+    """A config path, or a config name under configs/segmentation (``smoke``, ``upernet_ppma_tiny_...``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    if name in ALIASES:
+        return CONFIG_DIR / ALIASES[name]
+    stem = path.name[:-3] if path.name.endswith(".py") else path.name
+    matches = [p for p in CONFIG_DIR.rglob(f"{stem}.py") if "_base_" not in p.parts]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise FileNotFoundError(f"config {name!r}: no such file, and no config of that name under {CONFIG_DIR}")
+    raise FileNotFoundError(f"config {name!r} is ambiguous: {', '.join(map(str, matches))}")
+
+
+def load_config(name: str, cfg_options: dict | None = None) -> Config:
+    cfg = Config.fromfile(str(resolve_config(name)))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def check_datasets(cfg: Config, loaders=("train_dataloader", "val_dataloader", "test_dataloader")) -> None:
+    """Raises a clear error when a dataloader's images are not where the config says."""
+    for key in loaders:
+        dataset = (cfg.get(key) or {}).get("dataset") or {}
+        while "dataset" in dataset:  # dataset wrappers
+            dataset = dataset["dataset"]
+        root = dataset.get("data_root", "")
+        img_dir = os.path.join(root, (dataset.get("data_prefix") or {}).get("img_path", ""))
+        if not os.path.isdir(img_dir):
+            raise SystemExit(f"{key}: dataset images not found at {img_dir!r}; put the dataset there or set "
+                             f"--cfg-options {key}.dataset.data_root=PATH (see segmentation/README.md)")
+
+
+def default_launcher() -> str:
+    return "pytorch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none"
+
+
+def _replace_sync_bn(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, dict) and value.get("type") == "SyncBN":
+                value["type"] = "BN"
+            _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            _replace_sync_bn(item)
+
+
+def setup_device(cfg: Config, launcher: str) -> str:
+    """Prepares ``cfg`` for the available device; returns 'cuda' or 'cpu'.
+
+    CUDA: nccl process group (mmengine initialises it). CPU: SyncBN -> BN in the model config, no
+    ``sync_bn`` conversion, and for distributed runs a gloo process group started here (mmengine's own
+    initialisation calls ``torch.cuda.set_device``) and DDP without device ids.
+    """
+    cfg.launcher = launcher
+    if torch.cuda.is_available():
+        cfg.setdefault("env_cfg", ConfigDict()).setdefault("dist_cfg", ConfigDict())["backend"] = "nccl"
+        return "cuda"
+    _replace_sync_bn(cfg.model)
+    cfg.sync_bn = None
+    cfg.setdefault("env_cfg", ConfigDict()).setdefault("dist_cfg", ConfigDict())["backend"] = "gloo"
+    if launcher != "none":
+        if launcher != "pytorch":
+            raise ValueError(f"launcher {launcher!r} needs CUDA; on CPU use torchrun (launcher 'pytorch')")
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        wrapper = ConfigDict(cfg.get("model_wrapper_cfg") or dict(type="MMDistributedDataParallel"))
+        wrapper.update(device_ids=None, broadcast_buffers=True)  # BN (was SyncBN): keep ranks in step
+        wrapper.setdefault("find_unused_parameters", cfg.get("find_unused_parameters", False))
+        cfg.model_wrapper_cfg = wrapper
+    return "cpu"
+
+
+# Globals an mmengine training checkpoint pickles besides tensors: its message hub keeps HistoryBuffers
+# (numpy arrays, bound methods restored through getattr). Nothing else is let through.
+_MMENGINE_CHECKPOINT_GLOBALS = {
+    "mmengine.logging.history_buffer.HistoryBuffer", "builtins.getattr", "numpy.ndarray", "numpy.dtype",
+    "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
+}
+
+
+# top-level classification-head modules of the families' models (absent from the headless backbones)
+_CLASSIFIER_PARTS = ("head", "cls_head", "proj", "norm", "pre_logits", "fc", "classifier")
+
+
+def _resolve(name: str):
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+@contextlib.contextmanager
+def mmengine_checkpoint_globals(path: str):
+    """Lets ``torch.load(weights_only=True)`` read an mmengine checkpoint (training state included).
+
+    The file's pickled globals are listed without executing anything; only the known mmengine / numpy
+    ones are allowed, any other global is an error naming it.
+    """
+    import torch.serialization as serialization
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    needed = set(serialization.get_unsafe_globals_in_checkpoint(path))
+    unknown = sorted(n for n in needed
+                     if n not in _MMENGINE_CHECKPOINT_GLOBALS and not n.startswith("numpy.dtypes."))
+    if unknown:
+        raise RuntimeError(f"{path}: refusing to unpickle globals {unknown} (not part of an mmengine / mmseg "
+                           f"checkpoint); if you trust the file, re-save its 'state_dict' with torch.save")
+    import numpy as np
+
+    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]  # built, not listed
+    with serialization.safe_globals([_resolve(n) for n in sorted(needed)] + dtype_classes):
+        yield
+
+
+def load_segmentor_checkpoint(runner, path: str) -> None:
+    """Loads a full segmentor checkpoint (ours or an official one, see models/openmmlab.py) strictly.
+
+    Backbone keys in an official layout are mapped by the adapter while loading; the unused classifier an
+    official backbone kept is ignored (and logged); any other missing or unexpected key is an error naming
+    the keys (mmengine's Runner would only warn).
+    """
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if isinstance(model, BaseTTAModel):
+        model = model.module
+    with mmengine_checkpoint_globals(path):
+        checkpoint = _load_checkpoint(path, map_location="cpu")
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)  # mismatches are checked right below
+    # The official segmentors' backbones (PPMA, P2T, ...) were classification models that kept their unused
+    # classifier; those keys (a whole classifier module our headless backbone does not have) are dropped.
+    own = model.state_dict().keys()
+    unused_head = [k for k in result.unexpected_keys if (m := re.match(r"backbone\.model\.([^.]+)\.", k))
+                   and m.group(1) in _CLASSIFIER_PARTS and not any(o.startswith(f"backbone.model.{m.group(1)}.")
+                                                                   for o in own)]
+    if unused_head:
+        runner.logger.info(f"ignored the official backbone's unused classifier: {', '.join(unused_head)}")
+        result.unexpected_keys[:] = [k for k in result.unexpected_keys if k not in unused_head]
+    if result.missing_keys or result.unexpected_keys:
+        parts = [f"checkpoint {path} does not match the model of this config:"]
+        if result.missing_keys:
+            parts.append(f"  missing ({len(result.missing_keys)}): {', '.join(result.missing_keys[:30])}")
+        if result.unexpected_keys:
+            parts.append(f"  unexpected ({len(result.unexpected_keys)}): {', '.join(result.unexpected_keys[:30])}")
+        raise RuntimeError("\n".join(parts))
+    runner.logger.info(f"loaded checkpoint {path} (all keys matched)")
