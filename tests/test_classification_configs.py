@@ -1,0 +1,237 @@
+"""Classification configs (configs/classification/*.yaml + README table) and the training-log plot tool.
+
+Configs: every YAML goes through the trainer's own loader (classification.config), uses only the shared schema
+keys (plus the trainer extras the configs need), names a registered model whose exact parameter count (built
+on the meta device) is the one stated in the file's `paper-row` block, states a batch/lr consistent with its
+values, holds the key recipe facts of its paper (copied from the specs: drop path, EMA, MESA, warmup, clipping),
+and the README table lists exactly the configs and is up to date.
+Plot tool: a synthetic official-format log becomes a PNG; malformed logs fail naming the line.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import re
+
+import pytest
+import timm
+import torch
+import yaml
+
+import models
+from classification import config as cls_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CFG_DIR = REPO / "configs" / "classification"
+CONFIGS = sorted(CFG_DIR.glob("*.yaml"))
+CONFIG_IDS = [p.stem for p in CONFIGS]
+
+
+def _import_file(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_table = _import_file("cls_make_table", CFG_DIR / "make_table.py")
+plot_log = _import_file("plot_training_log", REPO / "figures" / "plot_training_log.py")
+
+# The shared schema (briefs: cls_schema.md), hard-coded so a config cannot drift to a trainer-only key silently.
+SCHEMA_KEYS = {
+    "model", "model_kwargs", "pretrained", "checkpoint_key", "input_size", "crop_pct", "train_interpolation",
+    "eval_interpolation", "batch_size", "accum_iter", "epochs", "drop", "drop_path", "opt", "opt_eps", "opt_betas",
+    "momentum", "weight_decay", "clip_grad", "clip_mode", "sched", "lr", "lr_base_size", "warmup_lr", "min_lr",
+    "warmup_epochs", "cooldown_epochs", "color_jitter", "aa", "smoothing", "reprob", "remode", "recount",
+    "repeated_aug", "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob", "mixup_mode",
+    "model_ema", "model_ema_decay", "model_ema_force_cpu", "model_ema_warmup", "mesa", "mesa_start_ratio", "amp",
+    "amp_dtype", "sync_bn", "dist_eval", "data_path", "num_workers", "pin_mem", "seed", "output_dir", "resume",
+    "eval", "throughput", "save_freq", "tensorboard",
+}
+# Trainer keys beyond the schema that official recipes need (val batch, RandomResizedCrop scale, DDP flag).
+EXTRA_KEYS = {"eval_batch_size", "scale", "find_unused_parameters"}
+
+# Registered names that are aliases of another registered model (no config of their own).
+ALIASES = {"pacavit_tiny": "pacavit_tiny_p2cconv_100_0", "pacavit_small": "pacavit_small_p2cconv_100_0",
+           "pacavit_base": "pacavit_base_p2cconv_100_0"}
+
+# Recipe facts per config, from the specs (ppma.md §3.2/§4.1/§7, p2t_paca_mpvit.md §1.2/§1.4/§2.3/§2.6/§3.2/§3.4,
+# spatial_mamba.md §3.1/§4.1): drop_path, EMA, EMA decay, MESA, warmup epochs, clip_grad, repeated aug, crop_pct.
+_DEIT = dict(batch_size=128, epochs=300, lr=5e-4, lr_base_size=512, weight_decay=0.05, opt="adamw",
+             aa="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0, smoothing=0.1, reprob=0.25, input_size=224)
+_FAMILY = {
+    "ppma": dict(_DEIT, model_ema=True, model_ema_decay=0.99992, mesa=0.0, warmup_epochs=5, clip_grad=None,
+                 repeated_aug=True, crop_pct=0.875, warmup_lr=1e-6, min_lr=1e-5),
+    "p2t": dict(_DEIT, model_ema=False, mesa=0.0, warmup_epochs=20, clip_grad=None, repeated_aug=True,
+                crop_pct=0.875, warmup_lr=1e-6, min_lr=1e-5),
+    "pacavit": dict(_DEIT, model_ema=False, mesa=0.0, warmup_epochs=5, cooldown_epochs=0, clip_grad=None,
+                    crop_pct=0.9, warmup_lr=1e-6, min_lr=1e-5),
+    "mpvit": dict(_DEIT, model_ema=True, model_ema_decay=0.99996, mesa=0.0, warmup_epochs=5, clip_grad=None,
+                  repeated_aug=True, crop_pct=0.875, find_unused_parameters=True),
+    "spatial_mamba": dict(_DEIT, model_ema=True, model_ema_decay=0.9999, mesa_start_ratio=0.25, warmup_epochs=20,
+                          cooldown_epochs=0, clip_grad=5.0, clip_mode="norm", repeated_aug=False, crop_pct=0.875,
+                          warmup_lr=1e-6, min_lr=1e-5),
+}
+_FAMILY["rmt"] = _FAMILY["ppma"]
+EXPECTED = {
+    "ppma_tiny": dict(drop_path=0.1), "ppma_small": dict(drop_path=0.15), "ppma_base": dict(drop_path=0.4),
+    "rmt_tiny": dict(drop_path=0.1), "rmt_small": dict(drop_path=0.15), "rmt_base": dict(drop_path=0.4),
+    "p2t_tiny": dict(drop_path=0.1), "p2t_small": dict(drop_path=0.1), "p2t_base": dict(drop_path=0.3),
+    "p2t_large": dict(drop_path=0.3),
+    "pacavit_tiny_p2cconv_100_0": dict(drop_path=0.1), "pacavit_small_p2cconv_100_0": dict(drop_path=0.1),
+    "pacavit_base_p2cconv_100_0": dict(drop_path=0.5), "pacavit_small_p2cmlp_100_0": dict(drop_path=0.1),
+    "pacavit_small_p2cconv_2_0": dict(drop_path=0.1), "pacavit_small_p2cconv_49_0": dict(drop_path=0.1),
+    "pacavit_small_p2cconv_49_100": dict(drop_path=0.1), "pacavit_small_p2cconv_100_49": dict(drop_path=0.1),
+    "pacavit_small_p2cconv_100": dict(drop_path=0.1), "pacavit_small_p2cconv_100_blockwise": dict(drop_path=0.1),
+    "pacavit_convmixer_tiny_100": dict(drop_path=0.1), "pacavit_convmixer_small_100": dict(drop_path=0.1),
+    "pacavit_convmixer_base_100": dict(drop_path=0.1),
+    "mpvit_tiny": dict(drop_path=0.0), "mpvit_xsmall": dict(drop_path=0.0), "mpvit_small": dict(drop_path=0.05),
+    "mpvit_base": dict(drop_path=0.3),
+    "spatial_mamba_tiny": dict(drop_path=0.2, mesa=1.0), "spatial_mamba_small": dict(drop_path=0.3, mesa=1.5),
+    "spatial_mamba_base": dict(drop_path=0.5, mesa=2.0),
+}
+# Parameter counts of the official code (specs), independent of the configs' own comment blocks.
+SPEC_PARAMS = {
+    "ppma_tiny": 14_335_272, "ppma_small": 26_969_472, "ppma_base": 54_158_524,
+    "rmt_tiny": 14_334_216, "rmt_small": 26_967_240, "rmt_base": 54_154_896,
+    "mpvit_tiny": 5_843_736, "mpvit_xsmall": 10_573_448, "mpvit_small": 22_892_400, "mpvit_base": 74_845_976,
+    "spatial_mamba_tiny": 26_748_862, "spatial_mamba_small": 43_074_280, "spatial_mamba_base": 95_745_592,
+}
+
+
+def _family(model: str) -> str:
+    for fam in ("spatial_mamba", "pacavit", "mpvit", "ppma", "rmt", "p2t"):
+        if model.startswith(fam + "_"):
+            return fam
+    raise AssertionError(f"no family for {model}")
+
+
+def test_one_config_per_row():
+    names = {p.stem for p in CONFIGS}
+    registered = set(models.list_models())
+    assert names == registered - set(ALIASES), "configs and registered (non-alias) models differ"
+    assert set(ALIASES.values()) <= names and set(ALIASES) <= registered
+    assert set(EXPECTED) == names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
+def test_config_valid(path):
+    raw = yaml.safe_load(path.read_text())
+    keys = set(raw)
+    assert keys <= SCHEMA_KEYS | EXTRA_KEYS, f"{path.name}: keys outside the schema: {keys - SCHEMA_KEYS - EXTRA_KEYS}"
+    assert keys <= set(cls_config.KEYS)
+    loaded = cls_config.load_yaml(path)  # the trainer's validator: unknown keys and wrong types raise
+    assert raw["model"] == path.stem and raw["model"] in models.list_models()
+    # full merge as the trainer does it, with a dataset path (no preset) and without (embedded-run preset)
+    ns = cls_config.parse_args(["--config", str(path), "--data-path", "/nonexistent/imagenet"])
+    for key, value in loaded.items():
+        if key != "data_path":
+            assert getattr(ns, key) == value, key
+    assert ns.preset_applied == {}
+    ns_embedded = cls_config.parse_args(["--config", str(path)])
+    assert ns_embedded.preset_applied and ns_embedded.model == raw["model"]
+    # paper facts
+    expected = dict(_FAMILY[_family(raw["model"])], **EXPECTED[raw["model"]])
+    for key, value in expected.items():
+        assert key in loaded, f"{path.name}: recipe key {key!r} missing"
+        assert loaded[key] == pytest.approx(value) if isinstance(value, float) else loaded[key] == value, \
+            f"{path.name}: {key} = {loaded[key]!r}, spec says {value!r}"
+    if loaded["mesa"]:
+        assert loaded["model_ema"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
+def test_comment_block(path):
+    fields = make_table.read_paper_row(path)
+    cfg = yaml.safe_load(path.read_text())
+    gpus = make_table.official_gpus(fields)
+    global_batch = gpus * cfg["batch_size"] * cfg.get("accum_iter", 1)
+    assert fields["official batch"] == f"{gpus} GPUs x {cfg['batch_size']} = {global_batch}"
+    m = re.match(r"^([0-9.e-]+) x (\d+)/(\d+) = ([0-9.e-]+)$", fields["lr"])
+    assert m, fields["lr"]
+    assert float(m.group(1)) == cfg["lr"] and int(m.group(2)) == global_batch
+    assert int(m.group(3)) == cfg["lr_base_size"]
+    assert float(m.group(4)) == pytest.approx(cfg["lr"] * global_batch / cfg["lr_base_size"])
+    assert fields["top-1"] == "-" or 70.0 < float(fields["top-1"]) < 90.0
+    if cfg["model"] in SPEC_PARAMS:
+        assert make_table.stated_params(fields) == SPEC_PARAMS[cfg["model"]]
+    text = path.read_text()
+    for line in text.splitlines():  # NOT EXPRESSIBLE notes are comments, never keys
+        if "NOT EXPRESSIBLE" in line:
+            assert line.startswith("# NOT EXPRESSIBLE: ")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
+def test_param_count_matches_comment(path):
+    cfg = cls_config.load_yaml(path)
+    with torch.device("meta"):
+        model = timm.create_model(cfg["model"], **(cfg.get("model_kwargs") or {}))
+    n = sum(p.numel() for p in model.parameters())
+    assert n == make_table.stated_params(make_table.read_paper_row(path)), f"{path.name}: built model has {n:,}"
+
+
+def test_readme_table_matches_configs():
+    readme = (CFG_DIR / "README.md").read_text()
+    listed = re.findall(r"^\| \[([^\]]+\.yaml)\]\(\1\) \| `([^`]+)` \|", readme, flags=re.M)
+    assert sorted(name for name, _ in listed) == sorted(p.name for p in CONFIGS)
+    assert all(name == f"{model}.yaml" for name, model in listed)
+    assert len(listed) == len(set(listed))
+    assert readme == make_table.render(), "README.md is stale: run python configs/classification/make_table.py"
+
+
+def test_read_paper_row_rejects_missing_fields(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("# paper-row:\n#   paper: X\n#   top-1: 80.0\nmodel: p2t_tiny\n")
+    with pytest.raises(ValueError, match="lacks"):
+        make_table.read_paper_row(bad)
+
+
+# --------------------------------------------------------------------------------------------- plot tool
+def _write_log(path, epochs=6, ema=True):
+    lines = []
+    for e in range(epochs):
+        rec = {"epoch": e, "n_parameters": 1234, "train_lr": 1e-3 * (e + 1) / epochs, "train_loss": 2.3 - 0.2 * e,
+               "test_loss": 2.2 - 0.2 * e, "test_acc1": 10.0 + 5 * e, "test_acc5": 50.0 + 5 * e}
+        if ema:
+            rec.update(test_ema_loss=2.25 - 0.2 * e, test_ema_acc1=9.0 + 5 * e, test_ema_acc5=49.0 + 5 * e)
+        lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_plot_tool_writes_png(tmp_path):
+    a = _write_log(tmp_path / "a_log.txt")
+    b = _write_log(tmp_path / "b_log.txt", epochs=4, ema=False)
+    records = plot_log.load_log(a)
+    assert [r["epoch"] for r in records] == list(range(6)) and records[5]["test_ema_acc1"] == 34.0
+    out = tmp_path / "fig" / "curves.png"
+    assert plot_log.main([str(a), str(b), "--labels", "A", "B", "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ("this is not json", r"line 3: not a JSON object"),
+    ('{"epoch": 2, "train_lr": 0.1, "train_loss": 1.0, "test_loss": 1.0}', r"line 3: missing key\(s\) \['test_acc1'\]"),
+    ('{"epoch": 2, "train_lr": 0.1, "train_loss": "nan?", "test_loss": 1.0, "test_acc1": 3}', r"line 3: key 'train_loss'"),
+    ('{"epoch": 1, "train_lr": 0.1, "train_loss": 1.0, "test_loss": 1.0, "test_acc1": 3}', r"line 3: epoch 1 does not"),
+    ("[1, 2, 3]", r"line 3: expected a JSON object"),
+])
+def test_plot_tool_malformed_line(tmp_path, bad_line, message, capsys):
+    log = _write_log(tmp_path / "log.txt", epochs=2)
+    log.write_text(log.read_text() + bad_line + "\n")
+    with pytest.raises(plot_log.LogFormatError, match=message):
+        plot_log.load_log(log)
+    assert plot_log.main([str(log), "--out", str(tmp_path / "x.png")]) == 2
+    assert "line 3" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_tool_rejects_non_log(tmp_path):
+    with pytest.raises(plot_log.LogFormatError, match="no such log file"):
+        plot_log.load_log(tmp_path / "missing.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(plot_log.LogFormatError, match="empty log"):
+        plot_log.load_log(empty)
