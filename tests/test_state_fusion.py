@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.state_fusion import (OP_NAME, fold_kernel, state_fusion, state_fusion_dilated, state_fusion_flop_jit,
-                                  state_fusion_folded, state_fusion_ref)
+                                  state_fusion_folded, state_fusion_matrix, state_fusion_ref)
 
 SIZES = [(1, 1), (2, 3), (5, 9), (13, 6), (11, 17)]
 
@@ -29,8 +29,10 @@ def test_folded_equals_dilated_equals_per_pixel_reference(H, W):
     ref = state_fusion_ref(*args)
     _assert_close("dilated", state_fusion_dilated(*args), ref, 1e-12)
     _assert_close("folded", state_fusion_folded(*args), ref, 1e-12)
+    _assert_close("matrix", state_fusion_matrix(*args), ref, 1e-12)
     for folded in (False, True):
-        _assert_close(f"op folded={folded}", state_fusion(*args, folded=folded), ref, 1e-12)
+        for impl in ("torch", "matrix", "auto"):
+            _assert_close(f"op folded={folded} {impl}", state_fusion(*args, folded=folded, impl=impl), ref, 1e-12)
 
 
 def test_zero_padding_would_not_be_exact_at_the_borders():
@@ -55,25 +57,26 @@ def test_fold_kernel_layout():
 
 
 @pytest.mark.parametrize("folded", [False, True])
-@pytest.mark.parametrize("impl", ["torch", "reference"])
+@pytest.mark.parametrize("impl", ["torch", "matrix", "reference"])
 def test_gradcheck_fp64(folded, impl):
     args = [t.requires_grad_() for t in _inputs(C=1, H=3, W=4, b=1)]
     assert torch.autograd.gradcheck(lambda *x: state_fusion(*x, folded=folded, impl=impl), args,
                                     fast_mode=impl == "reference")
 
 
-@pytest.mark.parametrize("H,W", [(1, 1), (7, 13), (14, 9)])
+@pytest.mark.parametrize("H,W", [(1, 1), (2, 3), (7, 13), (14, 9)])
 @pytest.mark.parametrize("folded", [False, True])
-def test_op_gradients_match_autograd_of_plain_forms(H, W, folded):
+@pytest.mark.parametrize("impl", ["torch", "matrix"])
+def test_op_gradients_match_autograd_of_plain_forms(H, W, folded, impl):
     args = _inputs(C=4, H=H, W=W, dtype=torch.float32)
     g = torch.randn(2, 4, H, W)
     leaves = [t.clone().requires_grad_() for t in args]
-    (state_fusion(*leaves, folded=folded) * g).sum().backward()
+    (state_fusion(*leaves, folded=folded, impl=impl) * g).sum().backward()
     ref = [t.clone().requires_grad_() for t in args]
     (state_fusion_ref(*ref) * g).sum().backward()
     for name, a, r in zip(("h", "k1", "k3", "k5", "alpha"), leaves, ref):
         tol = 1e-4 * (1 + r.grad.abs().max())
-        _assert_close(f"d{name} folded={folded}", a.grad, r.grad, tol)
+        _assert_close(f"d{name} folded={folded} {impl}", a.grad, r.grad, tol)
 
 
 def test_fp32_forms_agree_and_fp16_is_finite():
@@ -83,6 +86,12 @@ def test_fp32_forms_agree_and_fp16_is_finite():
     half = [t.half() for t in args]
     out = state_fusion_dilated(*[t.float() for t in half])
     assert torch.isfinite(out).all()
+    for impl in ("torch", "matrix"):  # low-precision states through the op, forward and backward
+        for dt in (torch.bfloat16, torch.float16):
+            h = args[0][..., :6, :7].to(dt).requires_grad_()
+            out = state_fusion(h, *args[1:], impl=impl)
+            out.float().square().sum().backward()
+            assert out.dtype == dt and torch.isfinite(out).all() and torch.isfinite(h.grad).all(), (impl, dt)
 
 
 def test_errors():

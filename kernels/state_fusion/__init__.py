@@ -9,9 +9,11 @@ call - never cached, so never stale - with replicate padding 5). The two are the
 differentiable in every input.
 
 ``impl``: ``"reference"`` (per-pixel 27-tap clamped-index loop of :mod:`.naive`), ``"torch"`` (F.conv2d,
-the requested form), ``"auto"`` (= ``"torch"``). There is no Triton path: on CPU and with cuDNN the
-depthwise convs are not the bottleneck of the block (the scan and the projections are), so a Triton
-kernel would not pay off; ``"triton"`` raises.
+the requested form), ``"matrix"`` (:mod:`.grid_matrix`: one HW x HW matrix per channel, batched matmuls;
+for small grids, where dilated depthwise convs and their backward are slow on CPU), ``"auto"``
+(``"matrix"`` up to ``grid_matrix.MAX_PIXELS`` pixels, else ``"torch"``). There is no Triton path: with
+cuDNN the depthwise convs are not the bottleneck of the block (the scan and the projections are), so a
+Triton kernel would not pay off; ``"triton"`` raises.
 
 Registered as ``spatial_mamba::state_fusion`` (custom_op + fake + autograd) for ``torch.compile``;
 :func:`state_fusion_flop_jit` is its fvcore handle: 27 multiply-adds per output element (three 3x3 convs),
@@ -24,24 +26,33 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from .grid_matrix import MAX_PIXELS, state_fusion_matrix, state_fusion_matrix_bwd
 from .naive import (DILATIONS, fold_kernel, state_fusion_bwd, state_fusion_dilated, state_fusion_folded,
                     state_fusion_ref)
 
 __all__ = ["state_fusion", "fold_kernel", "state_fusion_dilated", "state_fusion_folded", "state_fusion_ref", "state_fusion_bwd",
-           "state_fusion_flop_jit", "state_fusion_flops", "IMPLS", "OP_NAME", "DILATIONS"]
+           "state_fusion_matrix", "state_fusion_matrix_bwd", "state_fusion_flop_jit", "state_fusion_flops", "IMPLS", "OP_NAME", "DILATIONS"]
 
-IMPLS = ("reference", "torch", "triton", "auto")
+IMPLS = ("reference", "torch", "matrix", "triton", "auto")
 OP_NAME = "spatial_mamba::state_fusion"
 
 
-def _fn(folded: bool, impl: str):
+def _resolve(impl: str, h: Tensor) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "triton":
         raise NotImplementedError("state_fusion has no Triton path (depthwise convs via F.conv2d are not the "
-                                  "bottleneck); use impl='torch' or 'auto'")
+                                  "bottleneck); use impl='torch', 'matrix' or 'auto'")
+    if impl == "auto":
+        return "matrix" if h.shape[-2] * h.shape[-1] <= MAX_PIXELS else "torch"
+    return impl
+
+
+def _fn(folded: bool, impl: str):
     if impl == "reference":
         return state_fusion_ref
+    if impl == "matrix":
+        return state_fusion_matrix
     return state_fusion_folded if folded else state_fusion_dilated
 
 
@@ -49,7 +60,7 @@ def _fn(folded: bool, impl: str):
 def _state_fusion_op(h: Tensor, k1: Tensor, k3: Tensor, k5: Tensor, alpha: Tensor, folded: bool,
                      impl: str) -> Tensor:
     with torch.no_grad():
-        return _fn(folded, impl)(h, k1, k3, k5, alpha)
+        return _fn(folded, _resolve(impl, h))(h, k1, k3, k5, alpha)
 
 
 @_state_fusion_op.register_fake
@@ -61,8 +72,9 @@ def _(h, k1, k3, k5, alpha, folded, impl):
 def _state_fusion_bwd_op(g: Tensor, h: Tensor, k1: Tensor, k3: Tensor, k5: Tensor, alpha: Tensor, folded: bool,
                          impl: str) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     # explicit adjoints of the convolutions and of the replicate padding (nothing but the inputs is saved)
-    if impl not in IMPLS or impl == "triton":
-        _fn(folded, impl)
+    impl = _resolve(impl, h)
+    if impl == "matrix":
+        return state_fusion_matrix_bwd(g, h, k1, k3, k5, alpha)
     return state_fusion_bwd(g, h, k1, k3, k5, alpha, folded=folded and impl != "reference")
 
 
@@ -99,7 +111,7 @@ def state_fusion(h: Tensor, k1: Tensor, k3: Tensor, k5: Tensor, alpha: Tensor, f
             raise ValueError(f"{name} must be (C={C}, 1, 3, 3), got {tuple(k.shape)}")
     if alpha.numel() != 3:
         raise ValueError(f"alpha must have 3 elements, got {tuple(alpha.shape)}")
-    _fn(folded, impl)  # validates impl
+    _resolve(impl, h)  # validates impl
     return _state_fusion_op(h.contiguous(), k1, k3, k5, alpha, folded, impl)
 
 
