@@ -235,3 +235,100 @@ def test_plot_tool_rejects_non_log(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(plot_log.LogFormatError, match="empty log"):
         plot_log.load_log(empty)
+
+
+# ----------------------------------------------------------------------------- embedded default dataset
+# (classification/embedded_data.py: deterministic, ImageFolder layout, counts as in meta.json, race-safe)
+SMALL = {"num_classes": 4, "train_per_class": 3, "val_per_class": 2, "image_size": 32}
+
+
+def _hashes(root: pathlib.Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_embedded_dataset_deterministic_and_imagefolder(tmp_path):
+    import torchvision
+
+    from classification import embedded_data as ed
+
+    a = ed.ensure_embedded_dataset(tmp_path / "a", **SMALL)
+    b = ed.ensure_embedded_dataset(tmp_path / "b", **SMALL)
+    ha, hb = _hashes(a), _hashes(b)
+    assert len(ha) == 4 * (3 + 2) + 1 and ha == hb
+    assert a.stat().st_mode & 0o755 == 0o755  # shared, not private like a mkdtemp directory
+    meta = ed.read_meta(a)
+    assert meta["version"] == ed.GENERATOR_VERSION and meta["image_size"] == 32
+    assert meta["classes"] == list(ed.CLASS_NAMES[:4])
+    for split in ("train", "val"):
+        ds = torchvision.datasets.ImageFolder(str(a / split))
+        assert ds.classes == meta["classes"]
+        counts = dict.fromkeys(ds.classes, 0)
+        for _, t in ds.samples:
+            counts[ds.classes[t]] += 1
+        assert counts == meta["counts"][split]
+        img, _ = ds[0]
+        assert img.size == (32, 32) and img.mode == "RGB"
+    # reused on a second call (meta.json untouched); regenerated when a parameter differs
+    mt = (a / "meta.json").stat().st_mtime_ns
+    assert ed.ensure_embedded_dataset(a, **SMALL) == a and (a / "meta.json").stat().st_mtime_ns == mt
+    ed.ensure_embedded_dataset(a, **dict(SMALL, val_per_class=1))
+    assert ed.read_meta(a)["val_per_class"] == 1 and len(list((a / "val").rglob("*.png"))) == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary directories left behind"
+
+
+def test_embedded_dataset_images_depend_on_class_and_seed_only():
+    import numpy as np
+
+    from classification import embedded_data as ed
+
+    imgs = [ed.generate_image(c, np.random.default_rng([0, 0, c, 0]), 64) for c in range(10)]
+    assert all(i.shape == (64, 64, 3) and i.dtype == np.uint8 for i in imgs)
+    assert len({i.tobytes() for i in imgs}) == 10
+    assert (ed.generate_image(3, np.random.default_rng([0, 0, 3, 0]), 64) == imgs[3]).all()
+
+
+def test_embedded_dataset_refuses_foreign_directory(tmp_path):
+    from classification import embedded_data as ed
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "mine.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="refusing"):
+        ed.ensure_embedded_dataset(tmp_path / "x", **SMALL)
+    assert (tmp_path / "x" / "mine.txt").read_text() == "user data"
+
+
+def test_embedded_dataset_concurrent_generation(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from classification import embedded_data as ed
+
+    ref = _hashes(ed.ensure_embedded_dataset(tmp_path / "ref", **SMALL))
+    # three threads racing on first use
+    root, errors = tmp_path / "race", []
+
+    def run():
+        try:
+            ed.ensure_embedded_dataset(root, **SMALL)
+        except (OSError, RuntimeError, ValueError) as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and _hashes(root) == ref
+    # two processes racing to replace a stale dataset (other parameters)
+    root2 = tmp_path / "race2"
+    ed.ensure_embedded_dataset(root2, **dict(SMALL, train_per_class=1))
+    code = ("from classification.embedded_data import ensure_embedded_dataset; "
+            f"ensure_embedded_dataset({str(root2)!r}, **{SMALL!r})")
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO) for _ in range(2)]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    assert _hashes(root2) == ref
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race", "race2", "ref"]
