@@ -1,0 +1,11 @@
+# COCO instances, training with the multi-scale + crop augmentation (ms_crop_aug.py); test as coco_instance.
+_base_ = ['./coco_instance.py', './ms_crop_aug.py']
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    {{_base_.ms_crop_aug}},
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

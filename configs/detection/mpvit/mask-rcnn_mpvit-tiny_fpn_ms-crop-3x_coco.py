@@ -1,0 +1,27 @@
+# Mask R-CNN MS+3x with a MPViT-T backbone.
+# Official: youngwanLEE/MPViT detectron2/configs (detectron2; ported to mmdet 3.x).
+#
+# paper-row:
+#   paper: MPViT (Lee et al., CVPR 2022)
+#   backbone: MPViT-T
+#   detector: Mask R-CNN
+#   schedule: MS+3x
+#   box AP: 44.8
+#   mask AP: 41.0
+#   params (M): 28
+#   FLOPs (G): 216
+#   source: official README (detectron2)
+_base_ = [
+    '../_base_/models/mask_rcnn_fpn.py',
+    '../_base_/datasets/coco_instance_ms_crop.py',
+    '../_base_/schedules/schedule_3x_d2.py',
+    '../_base_/recipes/mpvit.py',
+    '../_base_/default_runtime.py',
+]
+
+model = dict(
+    backbone=dict(
+        model_name='mpvit_tiny',
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/mpvit_tiny.pth')),
+    neck=dict(in_channels=[96, 176, 216, 216]))
