@@ -1,0 +1,185 @@
+"""Distributed setup, seeding and RNG state, atomic checkpoints, provenance."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import random
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+def init_distributed(device_arg: str | None) -> tuple[torch.device, int, int, int]:
+    """(device, rank, world_size, local_rank) from torchrun's environment; NCCL on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device_arg:
+        device = torch.device(device_arg)
+    else:
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+    return device, rank, world, local_rank
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def barrier():
+    if is_dist():
+        dist.barrier()
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sums a list of numbers over all processes (float64)."""
+    if not is_dist():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def cleanup_distributed():
+    if is_dist():
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------- seeding / RNG
+def seed_all(seed: int):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) RNG states, stored as types torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict):
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states() -> list[dict]:
+    """Every process's RNG state (list indexed by rank)."""
+    mine = get_rng_state()
+    if not is_dist():
+        return [mine]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def save_atomic(obj, path: str):
+    """torch.save into <path>.tmp, fsync, then os.replace: a crash never leaves a truncated `path`."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint_file(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*cmd) -> str | None:
+    try:
+        return subprocess.run(["git", *cmd], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def command_line(world: int) -> str:
+    argv = " ".join(sys.argv[1:])
+    script = os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "classification/main.py"
+    if "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_WORLD_SIZE" in os.environ:
+        nproc = os.environ.get("LOCAL_WORLD_SIZE", world)
+        nnodes = int(world) // int(nproc) if int(nproc) else 1
+        nodes = f" --nnodes={nnodes}" if nnodes > 1 else ""
+        return f"torchrun{nodes} --nproc_per_node={nproc} {script} {argv}".strip()
+    return f"python {script} {argv}".strip()
+
+
+def provenance(world: int, device: torch.device) -> dict:
+    import timm
+
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    machine = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "world_size": world,
+    }
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    return {
+        "command": command_line(world),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "git_commit": commit,
+        "git_dirty": bool(dirty) if dirty is not None else None,
+    }
+
+
+@contextmanager
+def null_context():
+    yield
