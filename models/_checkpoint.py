@@ -154,9 +154,17 @@ def load_checkpoint(
     if filter_fn is not None:
         state = filter_fn(state, model)
 
-    # The classifier only transfers to a model built for the checkpoint's classes: it is dropped when the
-    # model has no head (num_classes=0, features_only) or was built with another num_classes than its
-    # pretrained cfg (as timm does). A head that does not fit otherwise is a mismatch like any other.
+    dropped = drop_classifier(state, model)
+    load_state_dict_checked(model, state, allow_missing=lambda k: k in dropped, source=source)
+
+
+def drop_classifier(state: dict[str, torch.Tensor], model: nn.Module) -> set[str]:
+    """Removes (in place) and returns the classifier keys of ``state`` that do not transfer to ``model``.
+
+    The classifier only transfers to a model built for the checkpoint's classes: it is dropped when the
+    model has no head (num_classes=0, features_only) or was built with another num_classes than its
+    pretrained cfg (as timm does). A head that does not fit otherwise is a mismatch like any other.
+    """
     own = model.state_dict()
     cfg_classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
     new_head = cfg_classes is not None and getattr(model, "num_classes", cfg_classes) != cfg_classes
@@ -167,4 +175,4 @@ def load_checkpoint(
             if k in state and (k not in own or new_head):
                 state.pop(k)
                 dropped.add(k)
-    load_state_dict_checked(model, state, allow_missing=lambda k: k in dropped, source=source)
+    return dropped

@@ -39,7 +39,7 @@ from timm.models import group_parameters, model_entrypoint
 from torch import nn
 
 from . import list_models
-from ._checkpoint import (CheckpointMismatchError, FilterFn, _classifier_names, extract_state_dict, load_checkpoint,
+from ._checkpoint import (CheckpointMismatchError, FilterFn, drop_classifier, extract_state_dict, load_checkpoint,
                           read_checkpoint)
 
 
@@ -177,9 +177,7 @@ class VisionBackbone(BaseModule):
         mapped = checkpoint_filter_for(self.model_name)(sub, self.model)
         # an official backbone may keep its unused ImageNet classifier (P2T's does): dropped, as for
         # classification checkpoints loaded into a headless model
-        for name in _classifier_names(self.model):
-            for k in (f"{name}.weight", f"{name}.bias"):
-                mapped.pop(k, None)
+        drop_classifier(mapped, self.model)
         for k, v in mapped.items():
             state_dict[f"{prefix}model.{k}"] = v
 
