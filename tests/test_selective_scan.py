@@ -4,8 +4,8 @@ Triton kernels under the interpreter (marked ``triton``)."""
 import pytest
 import torch
 
-from kernels.selective_scan import (OP_NAME, linear_scan, selective_scan, selective_scan_flop_jit,
-                                    selective_scan_ref, selective_scan_ref_bwd)
+from kernels.selective_scan import (OP_NAME, linear_scan, linear_scan_adjoint, selective_scan,
+                                    selective_scan_flop_jit, selective_scan_ref, selective_scan_ref_bwd)
 from kernels.selective_scan.chunked import selective_scan_chunked, selective_scan_chunked_bwd
 
 NAMES = ("u", "delta", "A", "B", "delta_bias")
@@ -75,9 +75,12 @@ def test_chunked_multi_level_and_fast_decay_fallback(chunk):
         assert torch.isfinite(h).all()
         _assert_close(f"h chunk={chunk} a_scale={a_scale}", h, h_ref, 1e-12, 1e-12)
         g = torch.randn_like(h_ref)
-        for name, a, r in zip(NAMES, selective_scan_chunked_bwd(g, u, delta, A, B, db, chunk=chunk),
-                              selective_scan_ref_bwd(g, u, delta, A, B, db)):
-            _assert_close(f"d{name} chunk={chunk} a_scale={a_scale}", a, r, 1e-11, 1e-11)
+        ref = selective_scan_ref_bwd(g, u, delta, A, B, db)
+        for given_h in (None, h_ref):  # states recomputed, or handed over as the op does with its output
+            for name, a, r in zip(NAMES, selective_scan_chunked_bwd(g, u, delta, A, B, db, chunk=chunk, h=given_h),
+                                  ref):
+                _assert_close(f"d{name} chunk={chunk} a_scale={a_scale} h given={given_h is not None}", a, r,
+                              1e-11, 1e-11)
 
 
 def test_linear_scan_matches_loop():
@@ -88,6 +91,20 @@ def test_linear_scan_matches_loop():
         h = torch.exp(la[:, t]) * h + b[:, t]
         ref.append(h)
     _assert_close("h", linear_scan(la, b, chunk=16), torch.stack(ref, -1), 1e-13, 1e-13)
+
+
+@pytest.mark.parametrize("L,chunk", [(1, 64), (2, 2), (100, 16), (100, 7), (197, 64)])
+@pytest.mark.parametrize("scale", [3.0, 200.0])  # 200: decays beyond e^60 inside a chunk (fallback path)
+def test_linear_scan_adjoint_matches_loop(L, chunk, scale):
+    gen = torch.Generator().manual_seed(L)
+    la = -torch.rand(3, L, generator=gen, dtype=torch.float64) * scale
+    la[0] = torch.rand(L, generator=gen, dtype=torch.float64) * 0.05  # growth (la > 0) is allowed too
+    g = torch.randn(3, L, generator=gen, dtype=torch.float64)
+    lam, ref = torch.zeros(3, dtype=torch.float64), [None] * L
+    for t in reversed(range(L)):
+        lam = g[:, t] + (torch.exp(la[:, t + 1]) * lam if t + 1 < L else 0)
+        ref[t] = lam
+    _assert_close("lam", linear_scan_adjoint(la, g, chunk=chunk), torch.stack(ref, -1), 1e-12, 1e-12)
 
 
 @pytest.mark.parametrize("impl", ["torch", "reference"])
@@ -161,9 +178,11 @@ def test_triton_matches_reference(N, L, block_l):
     g = torch.randn_like(h_ref)
     h = selective_scan_triton_fwd(u, delta, A, B, db, block_l=block_l)
     _assert_close("h", h, h_ref, 1e-5, 1e-6)
-    for name, a, r in zip(NAMES, selective_scan_triton_bwd(g, u, delta, A, B, db, block_l=block_l),
-                          selective_scan_ref_bwd(g, u, delta, A, B, db)):
-        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+    ref = selective_scan_ref_bwd(g, u, delta, A, B, db)
+    for given_h in (None, h):  # states recomputed, or the forward's output as the op hands it over
+        for name, a, r in zip(NAMES, selective_scan_triton_bwd(g, u, delta, A, B, db, block_l=block_l, h=given_h),
+                              ref):
+            _assert_close(f"d{name} h given={given_h is not None}", a, r, 2e-5, 1e-5)
 
 
 @pytest.mark.triton

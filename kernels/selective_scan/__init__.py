@@ -27,11 +27,12 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .chunked import linear_scan, selective_scan_chunked, selective_scan_chunked_bwd
+from .chunked import linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd
 from .naive import selective_scan_ref, selective_scan_ref_bwd
 
 __all__ = [
-    "selective_scan", "selective_scan_ref", "selective_scan_ref_bwd", "selective_scan_chunked", "linear_scan", "selective_scan_flop_jit",
+    "selective_scan", "selective_scan_ref", "selective_scan_ref_bwd", "selective_scan_chunked", "linear_scan",
+    "linear_scan_adjoint", "selective_scan_flop_jit",
     "selective_scan_flops", "triton_available", "IMPLS", "OP_NAME",
 ]
 
@@ -96,18 +97,18 @@ def _(u, delta, A, B, delta_bias, delta_softplus, impl):
 
 @torch.library.custom_op("spatial_mamba::selective_scan_bwd", mutates_args=())
 def _selective_scan_bwd_op(g: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
-                           delta_softplus: bool, impl: str) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                           h: Tensor, delta_softplus: bool, impl: str) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     impl = _resolve(impl, u)
-    if impl == "reference":
+    if impl == "reference":  # the readable backward recomputes its own states
         return selective_scan_ref_bwd(g, u, delta, A, B, delta_bias, delta_softplus)
     if impl == "triton":
         from .triton_impl import selective_scan_triton_bwd
-        return selective_scan_triton_bwd(g, u, delta, A, B, delta_bias, delta_softplus)
-    return selective_scan_chunked_bwd(g, u, delta, A, B, delta_bias, delta_softplus)
+        return selective_scan_triton_bwd(g, u, delta, A, B, delta_bias, delta_softplus, h=h)
+    return selective_scan_chunked_bwd(g, u, delta, A, B, delta_bias, delta_softplus, h=h)
 
 
 @_selective_scan_bwd_op.register_fake
-def _(g, u, delta, A, B, delta_bias, delta_softplus, impl):
+def _(g, u, delta, A, B, delta_bias, h, delta_softplus, impl):
     bias_dtype = delta_bias.dtype if delta_bias is not None else torch.float32
     return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B),
             u.new_empty((u.shape[1],), dtype=bias_dtype))
@@ -115,16 +116,18 @@ def _(g, u, delta, A, B, delta_bias, delta_softplus, impl):
 
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, delta_bias, delta_softplus, impl = inputs
-    ctx.save_for_backward(u, delta, A, B, delta_bias)  # inputs only: h is recomputed in backward
+    # the inputs and the output: the backward needs the states h, and saving them costs no memory in the
+    # model (its next op, the state fusion, keeps h alive for its own backward anyway)
+    ctx.save_for_backward(u, delta, A, B, delta_bias, output)
     ctx.delta_softplus = delta_softplus
     ctx.impl = impl
     ctx.has_bias = delta_bias is not None
 
 
 def _backward(ctx, g):
-    u, delta, A, B, delta_bias = ctx.saved_tensors
+    u, delta, A, B, delta_bias, h = ctx.saved_tensors
     g = g.to(_out_dtype(u))  # under autocast the incoming gradient can arrive in a lower precision
-    du, ddelta, dA, dB, dbias = _selective_scan_bwd_op(g.contiguous(), u, delta, A, B, delta_bias,
+    du, ddelta, dA, dB, dbias = _selective_scan_bwd_op(g.contiguous(), u, delta, A, B, delta_bias, h,
                                                        ctx.delta_softplus, ctx.impl)
     return du, ddelta, dA, dB, (dbias if ctx.has_bias else None), None, None
 

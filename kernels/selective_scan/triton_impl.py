@@ -7,8 +7,8 @@ block. All arithmetic is fp32 whatever the input dtype (fp16 / bf16 / fp32 are l
 states are written in fp32.
 
 Backward (per program, blocks in reverse time order): the adjoint lambda_t = g_t + abar_{t+1} lambda_{t+1} is
-the same scan on reversed indices; with the forward states h (recomputed by the forward kernel into an fp32
-buffer) every gradient is local: d(delta A)_t = lambda_t (h_t - delta_t B_t u_t), du = lambda B delta,
+the same scan on reversed indices; with the forward states h (the op's saved output, or recomputed by the forward
+kernel when not given) every gradient is local: d(delta A)_t = lambda_t (h_t - delta_t B_t u_t), du = lambda B delta,
 dB = lambda delta u, ddelta through the softplus; sums over channels (dB), states (du, ddelta) and time
 (dA, ddelta_bias) are accumulated with fp32 atomics.
 
@@ -148,10 +148,13 @@ def selective_scan_triton_fwd(u, delta, A, B, delta_bias=None, delta_softplus=Tr
     return h.double() if u.dtype == torch.float64 else h
 
 
-def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None):
-    """(du, ddelta, dA, dB, ddelta_bias) for the upstream gradient g (b, D, N, L)."""
+def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None, h=None):
+    """(du, ddelta, dA, dB, ddelta_bias) for the upstream gradient g (b, D, N, L); ``h`` = the forward states
+    when the caller kept them (recomputed when None)."""
     squeeze = B.dim() == 4
-    h = selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus, block_l).float()  # recompute, not stored
+    if h is None:
+        h = selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus, block_l)
+    h = h.float().contiguous()
     u_, delta_, A_, B_, bias = _prep(u, delta, A, B, delta_bias)
     b, D, L = u_.shape
     N = A_.shape[1]
