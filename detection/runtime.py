@@ -1,62 +1,20 @@
-"""What detection/train.py and test.py share: launcher and distributed backend, dataset checks, the embedded
-dataset, strict checkpoint loading. mmengine's Runner does the rest.
+"""What detection/train.py and test.py share: dataset checks, the embedded dataset, test metrics, work dirs.
 
-Distributed runs (``torchrun``, see dist_train.sh) use NCCL when CUDA is available and gloo otherwise. On a
-CPU-only machine mmengine's own ``init_dist`` cannot be used (it calls ``torch.cuda.set_device``) and its
-default DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which CPU modules refuse, so for CPU runs the process
-group is created here and the wrapper gets ``device_ids=None``.
+The launcher, device and checkpoint-unpickling set-up (gloo + DDP without device ids on CPU, NCCL on CUDA,
+mmengine checkpoints under torch's weights-only loading) is the one shared with segmentation/, in
+:mod:`models.openmmlab_runtime`; it is re-exported here. mmengine's Runner does the rest.
 """
 from __future__ import annotations
 
 import json
-import os
 import os.path as osp
 
-import torch
-import torch.distributed as torch_dist
-from mmengine.config import Config, ConfigDict
-from mmengine.logging import print_log
+from mmengine.config import Config
+
+from models.openmmlab_runtime import (LAUNCHERS, dist_backend, mmengine_checkpoint_globals,  # noqa: F401
+                                      resolve_launcher, setup_device)
 
 from . import embedded_data
-
-LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
-
-
-def resolve_launcher(launcher: str | None) -> str:
-    """``None`` means: ``pytorch`` when started by torchrun (``LOCAL_RANK`` / ``WORLD_SIZE`` set), else ``none``."""
-    if launcher is not None:
-        return launcher
-    return "pytorch" if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ else "none"
-
-
-def dist_backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
-
-
-def setup_distributed(cfg: Config, launcher: str) -> None:
-    """Sets ``cfg.launcher`` and the distributed backend; on CPU creates the gloo process group itself."""
-    cfg.launcher = launcher
-    if launcher == "none":
-        return
-    backend = dist_backend()
-    cfg.setdefault("env_cfg", ConfigDict())
-    cfg.env_cfg.setdefault("dist_cfg", ConfigDict())
-    cfg.env_cfg.dist_cfg.backend = backend
-    if torch.cuda.is_available():
-        return
-    if launcher != "pytorch":
-        raise RuntimeError(f"--launcher {launcher} needs CUDA; on a CPU-only machine use torchrun (--launcher pytorch)")
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend="gloo")
-    wrapper = cfg.get("model_wrapper_cfg") or ConfigDict(
-        type="MMDistributedDataParallel", broadcast_buffers=False,
-        find_unused_parameters=cfg.get("find_unused_parameters", False))
-    wrapper["device_ids"] = None  # CPU modules: DDP refuses device ids
-    cfg.model_wrapper_cfg = wrapper
-    if cfg.get("sync_bn"):
-        print_log(f"sync_bn={cfg.sync_bn!r} needs CUDA (torch SyncBatchNorm); on CPU the BatchNorm statistics "
-                  "stay per process", logger="current", level=30)
-        cfg.sync_bn = None
 
 
 def _dataset_cfgs(dataset):
@@ -100,21 +58,6 @@ def prepare_datasets(cfg: Config, loaders: tuple[str, ...]) -> None:
             ann_file = (metric or {}).get("ann_file")
             if ann_file and not osp.isfile(ann_file) and not (metric or {}).get("format_only"):
                 raise FileNotFoundError(f"{evaluator}: annotation file {ann_file!r} not found")
-
-
-def mmengine_checkpoint_globals():
-    """Context in which ``torch.load(weights_only=True)`` (torch >= 2.6's default, used by mmengine's loader)
-    accepts mmengine's own checkpoints: besides the weights they pickle the message hub (``HistoryBuffer``
-    objects holding numpy arrays, and ``getattr`` to restore their statistics methods). Only these globals
-    are added; the weights-only unpickler still refuses to call anything else, so a checkpoint that needs
-    more fails with torch's message naming the global."""
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    dtype_classes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
-    return torch.serialization.safe_globals(
-        [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, getattr, *dtype_classes])
 
 
 def write_test_metrics(runner, metrics: dict) -> str:

@@ -58,7 +58,7 @@ def build_cfg(args) -> Config:
             raise ValueError(f"--out must be a .pkl file, got {args.out}")
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dict(type="DumpDetResults", out_file_path=args.out)]
-    runtime.setup_distributed(cfg, runtime.resolve_launcher(args.launcher))
+    runtime.setup_device(cfg, runtime.resolve_launcher(args.launcher))
     runtime.prepare_datasets(cfg, ("test_dataloader",))
     return cfg
 

@@ -71,7 +71,7 @@ def build_cfg(args) -> Config:
     elif args.resume is not None:
         runtime.check_file(args.resume, "--resume checkpoint")
         cfg.resume, cfg.load_from = True, args.resume
-    runtime.setup_distributed(cfg, runtime.resolve_launcher(args.launcher))
+    runtime.setup_device(cfg, runtime.resolve_launcher(args.launcher))
     loaders = ("train_dataloader",) + (("val_dataloader",) if cfg.get("val_cfg") else ())
     runtime.prepare_datasets(cfg, loaders)
     return cfg

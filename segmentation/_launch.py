@@ -1,19 +1,19 @@
-"""What train.py and test.py share: config lookup, device / process-group set-up, strict checkpoint loading.
+"""What train.py and test.py share: config lookup, dataset checks, strict checkpoint loading.
 
-mmengine's Runner does the work; this only fills the gaps for CPU machines (gloo instead of nccl, DDP
-without device ids, BN instead of SyncBN) and makes checkpoint loading strict.
+The launcher, device and checkpoint-unpickling set-up (gloo + DDP without device ids and BN instead of
+SyncBN on CPU, NCCL on CUDA, mmengine checkpoints under torch's weights-only loading) is the one shared with
+detection/, in :mod:`models.openmmlab_runtime`; it is re-exported here. mmengine's Runner does the work.
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import re
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
+
+from models.openmmlab_runtime import (mmengine_checkpoint_globals, replace_sync_bn,  # noqa: F401
+                                      resolve_launcher, setup_device)
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "segmentation"
@@ -56,87 +56,8 @@ def check_datasets(cfg: Config, loaders=("train_dataloader", "val_dataloader", "
                              f"--cfg-options {key}.dataset.data_root=PATH (see segmentation/README.md)")
 
 
-def default_launcher() -> str:
-    return "pytorch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none"
-
-
-def _replace_sync_bn(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, dict) and value.get("type") == "SyncBN":
-                value["type"] = "BN"
-            _replace_sync_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            _replace_sync_bn(item)
-
-
-def setup_device(cfg: Config, launcher: str) -> str:
-    """Prepares ``cfg`` for the available device; returns 'cuda' or 'cpu'.
-
-    CUDA: nccl process group (mmengine initialises it). CPU: SyncBN -> BN in the model config, no
-    ``sync_bn`` conversion, and for distributed runs a gloo process group started here (mmengine's own
-    initialisation calls ``torch.cuda.set_device``) and DDP without device ids.
-    """
-    cfg.launcher = launcher
-    if torch.cuda.is_available():
-        cfg.setdefault("env_cfg", ConfigDict()).setdefault("dist_cfg", ConfigDict())["backend"] = "nccl"
-        return "cuda"
-    _replace_sync_bn(cfg.model)
-    cfg.sync_bn = None
-    cfg.setdefault("env_cfg", ConfigDict()).setdefault("dist_cfg", ConfigDict())["backend"] = "gloo"
-    if launcher != "none":
-        if launcher != "pytorch":
-            raise ValueError(f"launcher {launcher!r} needs CUDA; on CPU use torchrun (launcher 'pytorch')")
-        if not dist.is_initialized():
-            dist.init_process_group(backend="gloo")
-        wrapper = ConfigDict(cfg.get("model_wrapper_cfg") or dict(type="MMDistributedDataParallel"))
-        wrapper.update(device_ids=None, broadcast_buffers=True)  # BN (was SyncBN): keep ranks in step
-        wrapper.setdefault("find_unused_parameters", cfg.get("find_unused_parameters", False))
-        cfg.model_wrapper_cfg = wrapper
-    return "cpu"
-
-
-# Globals an mmengine training checkpoint pickles besides tensors: its message hub keeps HistoryBuffers
-# (numpy arrays, bound methods restored through getattr). Nothing else is let through.
-_MMENGINE_CHECKPOINT_GLOBALS = {
-    "mmengine.logging.history_buffer.HistoryBuffer", "builtins.getattr", "numpy.ndarray", "numpy.dtype",
-    "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
-}
-
-
 # top-level classification-head modules of the families' models (absent from the headless backbones)
 _CLASSIFIER_PARTS = ("head", "cls_head", "proj", "norm", "pre_logits", "fc", "classifier")
-
-
-def _resolve(name: str):
-    module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
-
-
-@contextlib.contextmanager
-def mmengine_checkpoint_globals(path: str):
-    """Lets ``torch.load(weights_only=True)`` read an mmengine checkpoint (training state included).
-
-    The file's pickled globals are listed without executing anything; only the known mmengine / numpy
-    ones are allowed, any other global is an error naming it.
-    """
-    import torch.serialization as serialization
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    needed = set(serialization.get_unsafe_globals_in_checkpoint(path))
-    unknown = sorted(n for n in needed
-                     if n not in _MMENGINE_CHECKPOINT_GLOBALS and not n.startswith("numpy.dtypes."))
-    if unknown:
-        raise RuntimeError(f"{path}: refusing to unpickle globals {unknown} (not part of an mmengine / mmseg "
-                           f"checkpoint); if you trust the file, re-save its 'state_dict' with torch.save")
-    import numpy as np
-
-    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]  # built, not listed
-    with serialization.safe_globals([_resolve(n) for n in sorted(needed)] + dtype_classes):
-        yield
 
 
 def load_segmentor_checkpoint(runner, path: str) -> None:

@@ -17,7 +17,8 @@ from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from segmentation._launch import _replace_sync_bn, load_config
+from models.openmmlab_runtime import replace_sync_bn
+from segmentation._launch import load_config
 
 
 class _Logits(nn.Module):
@@ -45,7 +46,7 @@ def complexity(config: str, shape=(512, 512), cfg_options=None) -> dict:
     import models.openmmlab  # noqa: F401  (registers VisionBackbone / PaCaSegHead)
 
     cfg = load_config(config, cfg_options)
-    _replace_sync_bn(cfg.model)
+    replace_sync_bn(cfg.model)
     cfg.model.backbone.pop("init_cfg", None)  # weights do not change the count
     init_default_scope(cfg.get("default_scope", "mmseg"))
     model = MODELS.build(cfg.model).eval()

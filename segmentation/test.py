@@ -16,9 +16,10 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from models.openmmlab_runtime import LAUNCHERS
 from segmentation import embedded_data
-from segmentation._launch import (check_datasets, default_launcher, load_config, load_segmentor_checkpoint,
-                                  resolve_config, setup_device)
+from segmentation._launch import (check_datasets, load_config, load_segmentor_checkpoint,
+                                  resolve_config, resolve_launcher, setup_device)
 
 
 def parse_args(argv=None):
@@ -30,7 +31,7 @@ def parse_args(argv=None):
     parser.add_argument("--work-dir", help="where logs and metrics go (default ./work_dirs/<config name>)")
     parser.add_argument("--out", help="also save the predicted label maps (PNG) to this directory")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default=None,
+    parser.add_argument("--launcher", choices=LAUNCHERS, default=None,
                         help="job launcher (default: 'pytorch' under torchrun, else 'none')")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f"checkpoint not found: {args.checkpoint}")
     cfg = load_config(args.config, args.cfg_options)
-    setup_device(cfg, args.launcher or default_launcher())
+    setup_device(cfg, resolve_launcher(args.launcher))
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:

@@ -15,9 +15,10 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from models.openmmlab_runtime import LAUNCHERS
 from segmentation import embedded_data
-from segmentation._launch import (check_datasets, default_launcher, load_config, mmengine_checkpoint_globals,
-                                  resolve_config, setup_device)
+from segmentation._launch import (check_datasets, load_config, mmengine_checkpoint_globals,
+                                  resolve_config, resolve_launcher, setup_device)
 
 
 def parse_args(argv=None):
@@ -28,7 +29,7 @@ def parse_args(argv=None):
                         help="resume from CKPT, or from the latest checkpoint in the work dir when no CKPT is given")
     parser.add_argument("--amp", action="store_true", help="mixed-precision training (CUDA)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default=None,
+    parser.add_argument("--launcher", choices=LAUNCHERS, default=None,
                         help="job launcher (default: 'pytorch' under torchrun, else 'none')")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -39,7 +40,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
-    device = setup_device(cfg, args.launcher or default_launcher())
+    device = setup_device(cfg, resolve_launcher(args.launcher))
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:

@@ -158,3 +158,52 @@ def test_reinit_keeps_fresh_weights_only_where_named_and_mismatched(tmp_path):
     assert kept == {f"stage{i}.0.attn.clustering.clustering.4.weight" for i in (1, 2, 3)}
     for k, v in got.items():
         assert torch.equal(v, fresh[k] if k in kept else src[k]), k
+
+
+# ------------------------------------------------------------------ launch-time half (models/openmmlab_runtime.py)
+def test_setup_device_on_this_machine(monkeypatch):
+    from mmengine.config import Config
+
+    from models.openmmlab_runtime import resolve_launcher, setup_device
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert resolve_launcher(None) == "none"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert resolve_launcher(None) == "pytorch"
+    with pytest.raises(ValueError, match="launcher"):
+        resolve_launcher("torchrun")
+    cfg = Config(dict(model=dict(type="X", head=dict(norm_cfg=dict(type="SyncBN")), necks=[dict(norm_cfg=dict(
+        type="SyncBN"))]), sync_bn="torch"))
+    device = setup_device(cfg, "none")
+    assert cfg.env_cfg.dist_cfg.backend == ("nccl" if torch.cuda.is_available() else "gloo")
+    if device == "cpu":  # SyncBN exists only on CUDA: BN, and no mmengine sync_bn conversion
+        assert cfg.model.head.norm_cfg.type == "BN" and cfg.model.necks[0].norm_cfg.type == "BN"
+        assert cfg.sync_bn is None
+        with pytest.raises(RuntimeError, match="torchrun"):
+            setup_device(cfg, "slurm")
+
+
+def test_mmengine_checkpoint_globals(tmp_path):
+    import argparse
+
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    from models.openmmlab_runtime import mmengine_checkpoint_globals
+
+    hub = HistoryBuffer()
+    hub.update(1.5)
+    path = str(tmp_path / "epoch_1.pth")
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), message_hub=dict(log=hub, arr=np.arange(3))), path)
+    with mmengine_checkpoint_globals(path):
+        ckpt = torch.load(path)
+    assert ckpt["message_hub"]["log"].current() == 1.5 and ckpt["message_hub"]["arr"].tolist() == [0, 1, 2]
+    bad = str(tmp_path / "bad.pth")
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), extra=argparse.Namespace(a=1)), bad)
+    with pytest.raises(RuntimeError, match="Namespace"):
+        with mmengine_checkpoint_globals(bad):
+            pass
+    with pytest.raises(FileNotFoundError):
+        with mmengine_checkpoint_globals(str(tmp_path / "missing.pth")):
+            pass

@@ -55,7 +55,7 @@ def _rel(p: Path) -> str:
 
 def _cpu_config(path) -> Config:
     cfg = Config.fromfile(str(path))
-    _launch._replace_sync_bn(cfg.model)
+    _launch.replace_sync_bn(cfg.model)
     cfg.model.backbone.pop("init_cfg", None)  # the ImageNet checkpoints are not in the test environment
     return cfg
 
