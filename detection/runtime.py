@@ -1,18 +1,18 @@
-"""What detection/train.py and test.py share: dataset checks, the embedded dataset, test metrics, work dirs.
+"""What detection/train.py and test.py share: dataset checks, the embedded dataset, work dirs.
 
 The launcher, device and checkpoint-unpickling set-up (gloo + DDP without device ids on CPU, NCCL on CUDA,
-mmengine checkpoints under torch's weights-only loading) is the one shared with segmentation/, in
+mmengine checkpoints under torch's weights-only loading) and the test-metrics file are shared with
+segmentation/, in
 :mod:`models.openmmlab_runtime`; it is re-exported here. mmengine's Runner does the rest.
 """
 from __future__ import annotations
 
-import json
 import os.path as osp
 
 from mmengine.config import Config
 
 from models.openmmlab_runtime import (LAUNCHERS, dist_backend, mmengine_checkpoint_globals,  # noqa: F401
-                                      resolve_launcher, setup_device)
+                                      resolve_launcher, setup_device, write_test_metrics)
 
 from . import embedded_data
 
@@ -58,22 +58,6 @@ def prepare_datasets(cfg: Config, loaders: tuple[str, ...]) -> None:
             ann_file = (metric or {}).get("ann_file")
             if ann_file and not osp.isfile(ann_file) and not (metric or {}).get("format_only"):
                 raise FileNotFoundError(f"{evaluator}: annotation file {ann_file!r} not found")
-
-
-def write_test_metrics(runner, metrics: dict) -> str:
-    """Rewrites ``<log_dir>/<timestamp>.json`` with the test metrics from rank 0 once every rank is done.
-
-    mmengine's LoggerHook dumps that file from every rank at the same time (with per-rank timings, so the
-    writes differ in length), which can leave it corrupt in multi-process runs."""
-    from mmengine.dist import barrier, is_main_process
-
-    barrier()
-    path = osp.join(runner.log_dir, f"{runner.timestamp}.json")
-    if is_main_process():
-        with open(path, "w") as f:
-            f.write(json.dumps(dict(metrics), default=float) + "\n")
-    barrier()
-    return path
 
 
 def default_work_dir(config_path: str) -> str:

@@ -8,6 +8,7 @@ mmengine's Runner does the work; these fill its gaps on CPU-only machines and un
   wrapper gets ``device_ids=None``, SyncBN (a CUDA-only layer) becomes BN in the model config, the
   ``sync_bn`` conversion is switched off (with a warning) and DDP broadcasts the BN buffers from rank 0
   every step so that the ranks' statistics stay in step.
+* :func:`write_test_metrics` - the test metrics file written once, from rank 0.
 * :func:`mmengine_checkpoint_globals` - ``torch.load(weights_only=True)`` (torch's default since 2.6, used
   by mmengine's loader) refuses mmengine's own training checkpoints, whose message hub pickles a few
   numpy / mmengine objects; only those globals are allowed, nothing else.
@@ -17,6 +18,7 @@ Like :mod:`models.openmmlab`, this module needs mmengine; ``import models`` neve
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 
 import torch
@@ -25,7 +27,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 __all__ = ["LAUNCHERS", "dist_backend", "mmengine_checkpoint_globals", "replace_sync_bn", "resolve_launcher",
-           "setup_device"]
+           "setup_device", "write_test_metrics"]
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
@@ -115,3 +117,19 @@ def mmengine_checkpoint_globals(path: str | None = None):
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     with serialization.safe_globals(allowed):
         yield
+
+
+def write_test_metrics(runner, metrics: dict) -> str:
+    """Rewrites ``<log_dir>/<timestamp>.json`` with the test metrics from rank 0 once every rank is done.
+
+    mmengine's LoggerHook dumps that file from every rank at the same time (with per-rank timings, so the
+    writes differ in length), which can leave it corrupt in multi-process runs."""
+    from mmengine.dist import barrier, is_main_process
+
+    barrier()
+    path = os.path.join(runner.log_dir, f"{runner.timestamp}.json")
+    if is_main_process():
+        with open(path, "w") as f:
+            f.write(json.dumps(dict(metrics), default=float) + "\n")
+    barrier()
+    return path

@@ -16,7 +16,7 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
-from models.openmmlab_runtime import LAUNCHERS
+from models.openmmlab_runtime import LAUNCHERS, write_test_metrics
 from segmentation import embedded_data
 from segmentation._launch import (check_datasets, load_config, load_segmentor_checkpoint,
                                   resolve_config, resolve_launcher, setup_device)
@@ -65,7 +65,9 @@ def main(argv=None):
     check_datasets(cfg, ("test_dataloader",))
     runner = Runner.from_cfg(cfg)
     load_segmentor_checkpoint(runner, args.checkpoint)
-    runner.test()
+    metrics = runner.test()
+    write_test_metrics(runner, metrics)
+    return metrics
 
 
 if __name__ == "__main__":

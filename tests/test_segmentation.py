@@ -9,6 +9,7 @@
   test.py's strict loader;
 - ``dist_train.sh`` -> ``dist_test.sh`` (single scale and ``--aug-test``) with 2 processes on the embedded data.
 """
+import json
 import os
 import re
 import socket
@@ -391,4 +392,9 @@ def test_train_test_round_trip_two_processes(tmp_path):
         out = _run(["bash", str(REPO / "segmentation" / "dist_test.sh"), config, str(checkpoint), "2",
                     "--work-dir", str(tmp_path / "test"), *extra, *opts], tmp_path)
         assert "all keys matched" in out
-        assert _miou(out) > 20.0
+        miou = _miou(out)
+        assert miou > 20.0
+        # the metrics file is written once, from rank 0 (mmengine writes it from every rank at once)
+        logs = sorted((tmp_path / "test").glob("*/*.json"), key=lambda p: p.stat().st_mtime)
+        assert logs, "no metrics json in the test work dir"
+        assert abs(json.loads(logs[-1].read_text())["mIoU"] - miou) < 0.01
