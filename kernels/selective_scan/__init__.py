@@ -116,8 +116,8 @@ def _(g, u, delta, A, B, delta_bias, h, delta_softplus, impl):
 
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, delta_bias, delta_softplus, impl = inputs
-    # the inputs and the output: the backward needs the states h, and saving them costs no memory in the
-    # model (its next op, the state fusion, keeps h alive for its own backward anyway)
+    # the inputs and the output: the backward needs the states h, and saving them costs no memory in
+    # Spatial-Mamba (d_state 1: its next op, the state fusion, keeps h alive for its own backward anyway)
     ctx.save_for_backward(u, delta, A, B, delta_bias, output)
     ctx.delta_softplus = delta_softplus
     ctx.impl = impl
