@@ -70,12 +70,10 @@ def load_segmentor_checkpoint(runner, path: str) -> None:
     from mmengine.model import BaseTTAModel, is_model_wrapper
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if isinstance(model, BaseTTAModel):
         model = model.module
-    with mmengine_checkpoint_globals(path):
+    with mmengine_checkpoint_globals(path):  # FileNotFoundError for a missing file, unknown globals refused
         checkpoint = _load_checkpoint(path, map_location="cpu")
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
