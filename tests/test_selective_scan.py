@@ -93,6 +93,40 @@ def test_linear_scan_matches_loop():
     _assert_close("h", linear_scan(la, b, chunk=16), torch.stack(ref, -1), 1e-13, 1e-13)
 
 
+def test_chunk_plan_prefers_divisors():
+    from kernels.selective_scan.chunked import _plan
+    assert _plan(196, 64) == (49, 4, 0)  # Spatial-Mamba stage 3 at 224: no padding copies
+    assert _plan(3136, 64) == (64, 49, 0)  # stage 1
+    assert _plan(196, 30) == (28, 7, 0)
+    assert _plan(196, 24) == (22, 9, 2)  # no divisor near: balanced chunks, least padding
+    assert _plan(197, 64) == (50, 4, 3)
+    assert _plan(1, 64) == (1, 1, 0) and _plan(5, 2) == (2, 3, 1)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_linear_scan_mixed_signs_and_overwrite(overwrite):
+    # la of both signs (S not monotone inside a chunk: the full range check), many chunks (recursive carry)
+    gen = torch.Generator().manual_seed(3)
+    la = torch.randn(4, 300, generator=gen, dtype=torch.float64) * 0.5
+    la[1] = -torch.rand(300, generator=gen, dtype=torch.float64) * 4  # steep decay: shorter chunks
+    b = torch.randn(4, 300, generator=gen, dtype=torch.float64)
+    h, ref = torch.zeros(4, dtype=torch.float64), []
+    for t in range(300):
+        h = torch.exp(la[:, t]) * h + b[:, t]
+        ref.append(h)
+    ref = torch.stack(ref, -1)
+    la_in, b_in = la.clone(), b.clone()
+    _assert_close("h", linear_scan(la_in, b_in, chunk=16, overwrite=overwrite), ref, 1e-12, 1e-12)
+    if not overwrite:  # the inputs are left alone unless the caller hands them over
+        assert torch.equal(la_in, la) and torch.equal(b_in, b)
+    lam_ref, lam = [None] * 300, torch.zeros(4, dtype=torch.float64)
+    for t in reversed(range(300)):
+        lam = b[:, t] + (torch.exp(la[:, t + 1]) * lam if t + 1 < 300 else 0)
+        lam_ref[t] = lam
+    _assert_close("lam", linear_scan_adjoint(la.clone(), b, chunk=16, overwrite=overwrite),
+                  torch.stack(lam_ref, -1), 1e-12, 1e-12)
+
+
 @pytest.mark.parametrize("L,chunk", [(1, 64), (2, 2), (100, 16), (100, 7), (197, 64)])
 @pytest.mark.parametrize("scale", [3.0, 200.0])  # 200: decays beyond e^60 inside a chunk (fallback path)
 def test_linear_scan_adjoint_matches_loop(L, chunk, scale):
@@ -150,6 +184,19 @@ def test_torch_compile_sees_one_op():
     out = f(u, delta, A, B, db)
     assert sum("selective_scan" in o for o in ops) == 1, ops
     _assert_close("h", out, 2 * selective_scan_ref(u, delta, A, B, db), 1e-5, 1e-6)
+
+
+@pytest.mark.parametrize("N", [1, 3])
+def test_torch_compile_backward_matches_reference(N):
+    # AOT autograd traces the op's autograd formula through both ops' fake kernels
+    inputs = _inputs(1, 3, N, 9)
+    g = torch.randn(1, 3, N, 9, generator=torch.Generator().manual_seed(2))
+    f = torch.compile(lambda *x: selective_scan(*x, impl="torch"), backend="aot_eager", fullgraph=True)
+    h, grads = _grads(f, inputs, g)
+    h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
+    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    for name, a, r in zip(NAMES, grads, g_ref):
+        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
 
 
 def test_fvcore_flop_handle():

@@ -27,7 +27,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .chunked import linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd
+from .chunked import (linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd,
+                      selective_scan_chunked_bwd_dt)
 from .naive import selective_scan_ref, selective_scan_ref_bwd
 
 __all__ = [
@@ -79,32 +80,40 @@ def _out_dtype(u: Tensor) -> torch.dtype:
 # ------------------------------------------------------------------------------------------- the op
 @torch.library.custom_op(OP_NAME, mutates_args=())
 def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
-                       delta_softplus: bool, impl: str) -> Tensor:
+                       delta_softplus: bool, impl: str) -> Tuple[Tensor, Tensor]:
+    """Returns (h, saved): ``saved`` is delta' = softplus(delta + delta_bias) for the torch path, which its
+    backward uses instead of delta (no softplus to recompute), and an empty tensor for the other paths."""
     impl = _resolve(impl, u)
+    empty = u.new_empty((0,), dtype=_out_dtype(u))
     if impl == "reference":
         with torch.no_grad():
-            return selective_scan_ref(u, delta, A, B, delta_bias, delta_softplus)
+            return selective_scan_ref(u, delta, A, B, delta_bias, delta_softplus), empty
     if impl == "triton":
         from .triton_impl import selective_scan_triton_fwd
-        return selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus)
-    return selective_scan_chunked(u, delta, A, B, delta_bias, delta_softplus)
+        return selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus), empty
+    return selective_scan_chunked(u, delta, A, B, delta_bias, delta_softplus, return_dt=True)
 
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, delta_bias, delta_softplus, impl):
-    return u.new_empty((u.shape[0], u.shape[1], A.shape[1], u.shape[2]), dtype=_out_dtype(u))
+    h = u.new_empty((u.shape[0], u.shape[1], A.shape[1], u.shape[2]), dtype=_out_dtype(u))
+    saved = u.new_empty(tuple(u.shape) if _resolve(impl, u) == "torch" else (0,), dtype=_out_dtype(u))
+    return h, saved
 
 
 @torch.library.custom_op("spatial_mamba::selective_scan_bwd", mutates_args=())
 def _selective_scan_bwd_op(g: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
                            h: Tensor, delta_softplus: bool, impl: str) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """For the torch path ``delta`` is the saved delta' (see the forward op) and ``delta_bias`` is unused."""
     impl = _resolve(impl, u)
+    bias_dtype = delta_bias.dtype if delta_bias is not None else torch.float32
     if impl == "reference":  # the readable backward recomputes its own states
         return selective_scan_ref_bwd(g, u, delta, A, B, delta_bias, delta_softplus)
     if impl == "triton":
         from .triton_impl import selective_scan_triton_bwd
         return selective_scan_triton_bwd(g, u, delta, A, B, delta_bias, delta_softplus, h=h)
-    return selective_scan_chunked_bwd(g, u, delta, A, B, delta_bias, delta_softplus, h=h)
+    du, ddelta, dA, dB, dbias = selective_scan_chunked_bwd_dt(g, u, delta, A, B, delta_softplus, h=h)
+    return du.to(u.dtype), ddelta, dA.to(A.dtype), dB.to(B.dtype), dbias.to(bias_dtype)
 
 
 @_selective_scan_bwd_op.register_fake
@@ -116,20 +125,28 @@ def _(g, u, delta, A, B, delta_bias, h, delta_softplus, impl):
 
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, delta_bias, delta_softplus, impl = inputs
-    # the inputs and the output: the backward needs the states h, and saving them costs no memory in
-    # Spatial-Mamba (d_state 1: its next op, the state fusion, keeps h alive for its own backward anyway)
-    ctx.save_for_backward(u, delta, A, B, delta_bias, output)
+    h, dt = output
+    ctx.mark_non_differentiable(dt)
+    ctx.set_materialize_grads(False)  # (no zero gradient is built for delta')
+    # the backward needs the states h: saving the output costs no memory in Spatial-Mamba (d_state 1: its next
+    # op, the state fusion, keeps h alive for its own backward anyway); the torch path saves delta' in place
+    # of delta (same size), so no softplus is recomputed
+    ctx.torch_path = _resolve(impl, u) == "torch"
+    ctx.save_for_backward(u, dt if ctx.torch_path else delta, A, B, delta_bias, h)
+    ctx.delta_dtype = delta.dtype
     ctx.delta_softplus = delta_softplus
     ctx.impl = impl
     ctx.has_bias = delta_bias is not None
 
 
-def _backward(ctx, g):
+def _backward(ctx, g, _g_dt):
+    if g is None:
+        return None, None, None, None, None, None, None
     u, delta, A, B, delta_bias, h = ctx.saved_tensors
     g = g.to(_out_dtype(u))  # under autocast the incoming gradient can arrive in a lower precision
     du, ddelta, dA, dB, dbias = _selective_scan_bwd_op(g.contiguous(), u, delta, A, B, delta_bias, h,
                                                        ctx.delta_softplus, ctx.impl)
-    return du, ddelta, dA, dB, (dbias if ctx.has_bias else None), None, None
+    return du, ddelta.to(ctx.delta_dtype), dA, dB, (dbias if ctx.has_bias else None), None, None
 
 
 _selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
@@ -142,7 +159,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: O
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     return _selective_scan_op(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(),
-                              delta_bias, delta_softplus, impl)
+                              delta_bias, delta_softplus, impl)[0]
 
 
 # ------------------------------------------------------------------------------------------- FLOPs
