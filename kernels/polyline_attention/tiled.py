@@ -13,7 +13,8 @@ For a query block of rows ``R_q`` and a key block of rows ``R_k`` (all columns),
     M^T[(iq, jq), (ik, jk)] = Lw[ik][jk, jq] + Lh_qk[iq, ik, jq]
     Lw[i][x, y] = (ca[i, x] - ca[i, y]) * sign(x - y),   Lh_qk[iq, ik, j] = (cb[iq, j] - cb[ik, j]) * sign(iq - ik)
 
-so a tile is a broadcast sum of a (Rq, W, W) or (Rk, W, W) row term and a (Rq, Rk, W) column term.
+so a tile is a broadcast sum of a (Rq, W, W) or (Rk, W, W) row term and a (Rq, Rk, W) column term. The
+tiles live in a few scratch buffers allocated once per call (fresh tiles would cost page faults on CPU).
 
 Backward recomputes the tiles from the saved log-sum-exps (lse1, lse2) and the two partial outputs
 (o1 = softmax(S + M) v, o2 = softmax(S + M^T) v): ``dS_t = P_t * (dO v^T - rowsum(dO * o_t)) / 2``; the mask
@@ -51,12 +52,31 @@ def _col_term(cq: torch.Tensor, ck: torch.Tensor, sgn: torch.Tensor) -> torch.Te
     return (cq[:, :, :, None, :] - ck[:, :, None, :, :]) * sgn[:, :, None]
 
 
-def _masked_logits(s, lw_q, lw_k, lh):
-    """Both masked logit tiles ``s + M`` and ``s + M^T`` as (B, n, Rq, W, Rk, W), laid out like ``s``."""
+class _TileBuffers:
+    """Scratch tiles reused by every (query block, key block) pair of one call: on CPU a fresh tile of tens of
+    MB costs page faults comparable to the arithmetic on it, so each named buffer is allocated once, at the
+    largest tile size, and handed out as contiguous views."""
+
+    def __init__(self, numel: int, dtype, device):
+        self.numel, self.dtype, self.device, self.bufs = numel, dtype, device, {}
+
+    def __call__(self, name: str, *shape: int) -> torch.Tensor:
+        buf = self.bufs.get(name)
+        if buf is None:
+            buf = self.bufs[name] = torch.empty(self.numel, dtype=self.dtype, device=self.device)
+        return buf[:math.prod(shape)].view(shape)
+
+
+def _masked_logits(qb, kb, lw_q, lw_k, lh, buf: _TileBuffers):
+    """Both masked logit tiles ``s + M`` and ``s + M^T`` (s = qb kb^T) as (B, n, Rq, W, Rk, W) views of the
+    scratch buffers "t1" and "t2"."""
+    b, n, rq, w = lw_q.shape[:4]
+    rk = lw_k.shape[2]
+    t2 = torch.matmul(qb, kb.transpose(-1, -2), out=buf("t2", b, n, rq * w, rk * w)).view(b, n, rq, w, rk, w)
     # (broadcasting the row term over ik out-of-place is slow in TensorIterator; add it in place instead)
-    t1 = torch.add(s, lh[:, :, :, None, :, :]).add_(lw_q[:, :, :, :, None, :])
+    t1 = torch.add(t2, lh[:, :, :, None, :, :], out=buf("t1", b, n, rq, w, rk, w)).add_(lw_q[:, :, :, :, None, :])
     # Lw is symmetric, so Lw[ik][jk, jq] = Lw[ik][jq, jk]: index it with jk innermost (contiguous broadcast)
-    t2 = torch.add(s, lw_k.permute(0, 1, 3, 2, 4)[:, :, None]).add_(lh.permute(0, 1, 2, 4, 3)[..., None])
+    t2.add_(lw_k.permute(0, 1, 3, 2, 4)[:, :, None]).add_(lh.permute(0, 1, 2, 4, 3)[..., None])
     return t1, t2
 
 
@@ -85,6 +105,7 @@ def full_forward(q, k, v, log_a, log_b, scale: float = 1.0, block_q=None, block_
     o2 = torch.empty_like(o1)
     lse1 = torch.empty(b, n, h * w, dtype=ct, device=q.device)
     lse2 = torch.empty_like(lse1)
+    buf = _TileBuffers(b * n * rq * w * rk * w, ct, q.device)
     for q0 in range(0, h, rq):
         q1 = min(h, q0 + rq)
         tq = (q1 - q0) * w
@@ -102,11 +123,9 @@ def full_forward(q, k, v, log_a, log_b, scale: float = 1.0, block_q=None, block_
             k1 = min(h, k0 + rk)
             tk = (k1 - k0) * w
             kb, vb = kf[:, :, k0 * w:k1 * w], vf[:, :, k0 * w:k1 * w]
-            s = torch.matmul(qb, kb.transpose(-1, -2)).view(b, n, q1 - q0, w, k1 - k0, w)
             sgn_h = torch.sign(rows[q0:q1, None] - rows[None, k0:k1]).to(ct)
             lh = _col_term(cb_q, cb[:, :, k0:k1], sgn_h)
-            t1, t2 = _masked_logits(s, lw_q, lw_all[:, :, k0:k1], lh)
-            del s
+            t1, t2 = _masked_logits(qb, kb, lw_q, lw_all[:, :, k0:k1], lh, buf)
             for t, m_, l_, acc in ((t1, m_1, l_1, acc1), (t2, m_2, l_2, acc2)):
                 t = t.view(b, n, tq, tk)
                 m_new = torch.maximum(m_, t.amax(dim=-1, keepdim=True))  # finite: every tile has finite logits
@@ -146,6 +165,7 @@ def full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: fl
     dvv = torch.zeros_like(vf)
     dlw = torch.zeros_like(lw_all)  # gradient w.r.t. the row masks (B, n, H, W, W)
     dcb = torch.zeros_like(cb)
+    buf = _TileBuffers(b * n * rq * w * rk * w, ct, q.device)
     for q0 in range(0, h, rq):
         q1 = min(h, q0 + rq)
         tq = (q1 - q0) * w
@@ -161,18 +181,15 @@ def full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: fl
             tk = (k1 - k0) * w
             sl_k = slice(k0 * w, k1 * w)
             kb, vb = kf[:, :, sl_k], vf[:, :, sl_k]
-            s = torch.matmul(qb, kb.transpose(-1, -2)).view(b, n, q1 - q0, w, k1 - k0, w)
             sgn_h = torch.sign(rows[q0:q1, None] - rows[None, k0:k1]).to(ct)
             lh = _col_term(cb_q, cb[:, :, k0:k1], sgn_h)
-            t1, t2 = _masked_logits(s, lw_q, lw_all[:, :, k0:k1], lh)
+            t1, t2 = _masked_logits(qb, kb, lw_q, lw_all[:, :, k0:k1], lh, buf)
             p1 = t1.view(b, n, tq, tk).sub_(ls1).exp_()
             p2 = t2.view(b, n, tq, tk).sub_(ls2).exp_()
-            del s
-            dp = torch.matmul(gob, vb.transpose(-1, -2))
-            dvv[:, :, sl_k] += torch.matmul((p1 + p2).transpose(-1, -2), gob)
-            g1 = p1.mul_(dp - d1b)  # dS1 * 2
+            dp = torch.matmul(gob, vb.transpose(-1, -2), out=buf("dp", b, n, tq, tk))
+            dvv[:, :, sl_k] += torch.matmul(torch.add(p1, p2, out=buf("tmp", b, n, tq, tk)).transpose(-1, -2), gob)
+            g1 = p1.mul_(torch.sub(dp, d1b, out=buf("tmp", b, n, tq, tk)))  # dS1 * 2
             g2 = p2.mul_(dp.sub_(d2b))  # dS2 * 2
-            del dp
             g1v = g1.view(b, n, q1 - q0, w, k1 - k0, w)
             g2v = g2.view(b, n, q1 - q0, w, k1 - k0, w)
             # mask gradients: M = Lw[iq][jq, jk] + Lh[iq, ik, jk]; M^T = Lw[ik][jk, jq] + Lh[iq, ik, jq]
