@@ -129,8 +129,8 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(dt)
     ctx.set_materialize_grads(False)  # (no zero gradient is built for delta')
     # the backward needs the states h: saving the output costs no memory in Spatial-Mamba (d_state 1: its next
-    # op, the state fusion, keeps h alive for its own backward anyway); the torch path saves delta' in place
-    # of delta (same size), so no softplus is recomputed
+    # op, the state fusion, keeps h alive for its own backward anyway); the torch path saves delta' (fp32) in
+    # place of delta (the same size for fp32 inputs), so its backward recomputes no softplus
     ctx.torch_path = _resolve(impl, u) == "torch"
     ctx.save_for_backward(u, dt if ctx.torch_path else delta, A, B, delta_bias, h)
     ctx.delta_dtype = delta.dtype
