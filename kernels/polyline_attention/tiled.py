@@ -53,18 +53,19 @@ def _col_term(cq: torch.Tensor, ck: torch.Tensor, sgn: torch.Tensor) -> torch.Te
 
 
 class _TileBuffers:
-    """Scratch tiles reused by every (query block, key block) pair of one call: on CPU a fresh tile of tens of
-    MB costs page faults comparable to the arithmetic on it, so each named buffer is allocated once, at the
-    largest tile size, and handed out as contiguous views."""
+    """Scratch tensors reused by every (query block, key block) pair of one call: on CPU a fresh tile of tens
+    of MB costs page faults comparable to the arithmetic on it, so each named buffer is allocated once (at the
+    size of its first, i.e. largest, request; grown if ever needed) and handed out as contiguous views."""
 
-    def __init__(self, numel: int, dtype, device):
-        self.numel, self.dtype, self.device, self.bufs = numel, dtype, device, {}
+    def __init__(self, dtype, device):
+        self.dtype, self.device, self.bufs = dtype, device, {}
 
     def __call__(self, name: str, *shape: int) -> torch.Tensor:
+        numel = math.prod(shape)
         buf = self.bufs.get(name)
-        if buf is None:
-            buf = self.bufs[name] = torch.empty(self.numel, dtype=self.dtype, device=self.device)
-        return buf[:math.prod(shape)].view(shape)
+        if buf is None or buf.numel() < numel:
+            buf = self.bufs[name] = torch.empty(numel, dtype=self.dtype, device=self.device)
+        return buf[:numel].view(shape)
 
 
 def _masked_logits(qb, kb, lw_q, lw_k, lh, buf: _TileBuffers):
@@ -105,7 +106,7 @@ def full_forward(q, k, v, log_a, log_b, scale: float = 1.0, block_q=None, block_
     o2 = torch.empty_like(o1)
     lse1 = torch.empty(b, n, h * w, dtype=ct, device=q.device)
     lse2 = torch.empty_like(lse1)
-    buf = _TileBuffers(b * n * rq * w * rk * w, ct, q.device)
+    buf = _TileBuffers(ct, q.device)
     for q0 in range(0, h, rq):
         q1 = min(h, q0 + rq)
         tq = (q1 - q0) * w
@@ -165,7 +166,7 @@ def full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: fl
     dvv = torch.zeros_like(vf)
     dlw = torch.zeros_like(lw_all)  # gradient w.r.t. the row masks (B, n, H, W, W)
     dcb = torch.zeros_like(cb)
-    buf = _TileBuffers(b * n * rq * w * rk * w, ct, q.device)
+    buf = _TileBuffers(ct, q.device)
     for q0 in range(0, h, rq):
         q1 = min(h, q0 + rq)
         tq = (q1 - q0) * w
@@ -193,8 +194,9 @@ def full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: fl
             g1v = g1.view(b, n, q1 - q0, w, k1 - k0, w)
             g2v = g2.view(b, n, q1 - q0, w, k1 - k0, w)
             # mask gradients: M = Lw[iq][jq, jk] + Lh[iq, ik, jk]; M^T = Lw[ik][jk, jq] + Lh[iq, ik, jq]
-            dlw[:, :, q0:q1] += g1v.sum(dim=4)
-            dlw[:, :, k0:k1] += g2v.sum(dim=2).transpose(2, 3)  # stored as [ik][jq, jk]; symmetrised below
+            dlw[:, :, q0:q1] += torch.sum(g1v, dim=4, out=buf("dlw", b, n, q1 - q0, w, w))
+            # stored as [ik][jq, jk]; symmetrised below
+            dlw[:, :, k0:k1] += torch.sum(g2v, dim=2, out=buf("dlw", b, n, w, k1 - k0, w)).transpose(2, 3)
             dlh = g1v.sum(dim=3) + g2v.sum(dim=5).permute(0, 1, 2, 4, 3)  # (B, n, Rq, Rk, W)
             dlh = dlh * sgn_h[:, :, None]
             dcb[:, :, q0:q1] += dlh.sum(dim=3)
