@@ -199,6 +199,22 @@ def test_torch_compile_backward_matches_reference(N):
         _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
 
 
+def test_torch_path_ignores_reduced_matmul_precision():
+    # "medium" runs fp32 matmuls in bf16 on CPUs with AMX (TF32 on CUDA at "high"): the scan must not use any
+    inputs = _inputs(2, 4, 1, 197)
+    g = torch.randn(2, 4, 1, 197, generator=torch.Generator().manual_seed(4))
+    h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        h, grads = _grads(lambda *x: selective_scan(*x, impl="torch"), inputs, g)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    for name, a, r in zip(NAMES, grads, g_ref):
+        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+
+
 def test_fvcore_flop_handle():
     from fvcore.nn import FlopCountAnalysis
 

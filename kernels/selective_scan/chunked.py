@@ -18,11 +18,10 @@ of about ``chunk`` steps without a Python loop over time:
   term of the chunk's cumulative sum, so one ``cumsum`` gives the final states.
 
 The backward runs the adjoint recurrence lambda_t = g_t + exp(la_{t+1}) * lambda_{t+1} with the same prefix
-sums read backwards: inside a chunk lambda_t = revcumsum_s(E_s g_s)_t / E_t (the reversed cumulative sum is
-one matmul with a triangular ones matrix), the adjoint carried in from the following chunks added to the
-chunk's last term first (again a short recurrence over chunk ends). It then forms every gradient (u, delta,
-A, B, delta_bias) with a few vectorised passes, in place wherever a temporary allows: on CPU, fresh
-allocations (page faults) cost as much as the arithmetic at these sizes. The forward states h and
+sums read backwards: inside a chunk lambda_t = revcumsum_s(E_s g_s)_t / E_t, the adjoint carried in from the
+following chunks added to the chunk's last term first (again a short recurrence over chunk ends). It then
+forms every gradient (u, delta, A, B, delta_bias) with a few vectorised passes, in place wherever a
+temporary allows: on CPU, fresh allocations (page faults) cost as much as the arithmetic at these sizes. The forward states h and
 delta' = softplus(delta + delta_bias) are taken from the forward pass (the op saves both; h is kept alive
 by the model anyway, and delta' replaces delta in the saved tensors) and recomputed otherwise; no per-step
 graph is ever stored. All arithmetic is fp32 (fp64 when the inputs are fp64); gradients are returned in the
@@ -178,10 +177,10 @@ def linear_scan_adjoint(la: torch.Tensor, g: torch.Tensor, chunk: int = DEFAULT_
         Q = torch.exp(m[..., 1:]) * y[..., 1:, :].sum(dim=-1)
         K = _carry(S_end[..., 1:].flip(-1), Q.flip(-1), chunk).flip(-1)
         y[..., :-1, -1] += E[..., :-1, -1] * K
-    # reversed cumulative sum along the chunk: one matmul with a lower-triangular ones matrix
-    # (R_t = sum_s y_s [s >= t]) instead of flip, cumsum, flip (two copies)
-    tri = torch.ones(T, T, dtype=y.dtype, device=y.device).tril_()
-    return _unchunk(torch.matmul(y, tri).div_(E), L)
+    # reversed cumulative sum along the chunk (not as a matmul with a triangular ones matrix: matmuls follow
+    # torch.set_float32_matmul_precision, which runs them in bf16 / tf32 when set to "medium" / "high")
+    y = y.flip(-1).cumsum_(dim=-1)
+    return _unchunk(y.flip(-1).div_(E), L)
 
 
 # --------------------------------------------------------------------------------- selective scan

@@ -9,7 +9,9 @@ On a grid of H x W pixels the fusion is linear in the states of each channel, ``
 reference). The backward is ``dh = M_c^T g`` and ``dM_c = g h^T`` gathered back onto the 27 taps. For the
 small late-stage grids of Spatial-Mamba (7x7 at 224 px, everything at the small inputs of CPU runs) this is
 several times faster on CPU than oneDNN's dilated depthwise convolutions and their backward; cost and memory
-grow with (HW)^2, so the op uses it only up to :data:`MAX_PIXELS`.
+grow with (HW)^2, so the op uses it only up to :data:`MAX_PIXELS`. Like any matmul it follows
+``torch.set_float32_matmul_precision`` (bf16 on CPUs with AMX at "medium", TF32 on CUDA at "high"), as the
+model's linear layers do; the default "highest" keeps it fp32.
 """
 from __future__ import annotations
 
