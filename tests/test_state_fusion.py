@@ -79,6 +79,20 @@ def test_op_gradients_match_autograd_of_plain_forms(H, W, folded, impl):
         _assert_close(f"d{name} folded={folded} {impl}", a.grad, r.grad, tol)
 
 
+@pytest.mark.parametrize("H,W", [(1, 2), (4, 4), (11, 7), (15, 10)])
+@pytest.mark.parametrize("dil", [1, 3, 5])
+def test_phase_split_weight_gradient_equals_the_dilated_one(H, W, dil):
+    # the backward's 3x3 depthwise weight gradient, undilated over the dil x dil phases of the grid
+    from torch.nn.grad import conv2d_weight
+
+    from kernels.state_fusion.naive import _depthwise_weight_grad
+    gen = torch.Generator().manual_seed(H * W + dil)
+    hp = torch.randn(2, 3, H + 2 * dil, W + 2 * dil, generator=gen, dtype=torch.float64)
+    g = torch.randn(2, 3, H, W, generator=gen, dtype=torch.float64)
+    ref = conv2d_weight(hp, (3, 1, 3, 3), g, dilation=dil, groups=3)
+    _assert_close(f"dK dil={dil}", _depthwise_weight_grad(hp, g, dil), ref, 1e-12)
+
+
 def test_fp32_forms_agree_and_fp16_is_finite():
     args = _inputs(C=8, H=14, W=14, dtype=torch.float32)
     a, b = state_fusion(*args, folded=False), state_fusion(*args, folded=True)

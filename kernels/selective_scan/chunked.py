@@ -21,11 +21,11 @@ The backward runs the adjoint recurrence lambda_t = g_t + exp(la_{t+1}) * lambda
 sums read backwards: inside a chunk lambda_t = revcumsum_s(E_s g_s)_t / E_t, the adjoint carried in from the
 following chunks added to the chunk's last term first (again a short recurrence over chunk ends). It then
 forms every gradient (u, delta, A, B, delta_bias) with a few vectorised passes, in place wherever a
-temporary allows: on CPU, fresh allocations (page faults) cost as much as the arithmetic at these sizes. The forward states h and
-delta' = softplus(delta + delta_bias) are taken from the forward pass (the op saves both; h is kept alive
-by the model anyway, and delta' replaces delta in the saved tensors) and recomputed otherwise; no per-step
-graph is ever stored. All arithmetic is fp32 (fp64 when the inputs are fp64); gradients are returned in the
-inputs' dtypes.
+temporary allows: on CPU, fresh allocations (page faults) cost as much as the arithmetic at these sizes.
+The forward states h and delta' = softplus(delta + delta_bias) are taken from the forward pass (the op
+saves both; h is kept alive by the model anyway, and delta' replaces delta in the saved tensors) and
+recomputed otherwise; no per-step graph is ever stored. All arithmetic is fp32 (fp64 when the inputs are
+fp64); gradients are returned in the inputs' dtypes.
 """
 from __future__ import annotations
 

@@ -87,6 +87,25 @@ def _replicate_pad_backward(gp, p):
     return out
 
 
+def _depthwise_weight_grad(hp, g, dil):
+    """``conv2d_weight(hp, (C, 1, 3, 3), g, dilation=dil, groups=C)`` for a 3x3 depthwise conv, computed for
+    dil > 1 as ONE undilated weight gradient over the dil x dil phases of the grid (output pixel
+    (ri + dil i, rj + dil j) reads only phase (ri, rj) of hp, an undilated 3x3 window there): oneDNN's dilated
+    depthwise weight gradient is several times slower than the undilated one. g is zero-padded to whole phases
+    (those pixels contribute nothing)."""
+    from torch.nn.grad import conv2d_weight
+
+    b, C, H, W = g.shape
+    if dil == 1:
+        return conv2d_weight(hp, (C, 1, 3, 3), g, groups=C)
+    hq, wq = -(-H // dil), -(-W // dil)
+    gz = F.pad(g, (0, wq * dil - W, 0, hq * dil - H))
+    hz = F.pad(hp, (0, wq * dil - W, 0, hq * dil - H))  # ((hq + 2) dil, (wq + 2) dil)
+    g_ph = gz.view(b, C, hq, dil, wq, dil).permute(0, 3, 5, 1, 2, 4).reshape(b * dil * dil, C, hq, wq)
+    h_ph = hz.view(b, C, hq + 2, dil, wq + 2, dil).permute(0, 3, 5, 1, 2, 4).reshape(b * dil * dil, C, hq + 2, wq + 2)
+    return conv2d_weight(h_ph, (C, 1, 3, 3), g_ph, groups=C)
+
+
 def state_fusion_bwd(g, h, k1, k3, k5, alpha, folded=False):
     """Explicit backward of either form (no autograd graph): returns (dh, dk1, dk3, dk5, dalpha)."""
     from torch.nn.grad import conv2d_input, conv2d_weight
@@ -105,17 +124,22 @@ def state_fusion_bwd(g, h, k1, k3, k5, alpha, folded=False):
             dks.append((alpha[i].to(dwk.dtype) * dwk).unsqueeze(1))
             dalpha.append((dwk * k[:, 0].to(dwk.dtype)).sum())
     else:
-        dh = torch.zeros_like(h)
+        dh = None
         dks, dalpha = [], []
         for i, (k, dil) in enumerate(zip((k1, k3, k5), DILATIONS)):
             hp = F.pad(h, (dil, dil, dil, dil), mode='replicate')
             kk = k.to(h.dtype)
-            ga = alpha[i].to(h.dtype) * g
+            a = alpha[i].to(h.dtype)
             # input adjoint of the dilated depthwise conv = forward conv of the zero-padded gradient with the
-            # flipped kernel (oneDNN's forward path is several times faster than its dilated backward-data)
-            dhp = F.conv2d(F.pad(ga, (2 * dil,) * 4), kk.flip(-1, -2), dilation=dil, groups=C)
-            dh = dh + _replicate_pad_backward(dhp, dil)
-            dks.append(conv2d_weight(hp, kk.shape, ga, dilation=dil, groups=C))
-            dalpha.append((g * F.conv2d(hp, kk, dilation=dil, groups=C)).sum())
+            # flipped kernel (oneDNN's forward path is several times faster than its dilated backward-data);
+            # alpha scales the 3x3 kernel, not the gradient
+            dhp = F.conv2d(F.pad(g, (2 * dil,) * 4), (a * kk).flip(-1, -2), dilation=dil, groups=C)
+            dhi = _replicate_pad_backward(dhp, dil)
+            dh = dhi if dh is None else dh.add_(dhi)
+            # d(out)/dK_i = alpha_i * G_i and d(out)/dalpha_i = <K_i, G_i> with G_i = sum over pixels of
+            # g * shifted taps of h (the weight gradient of the unscaled conv): no forward conv recomputed
+            gw = _depthwise_weight_grad(hp, g, dil)
+            dks.append(a * gw)
+            dalpha.append((gw * kk).sum())
     return (dh.to(h.dtype), dks[0].to(k1.dtype), dks[1].to(k3.dtype), dks[2].to(k5.dtype),
             torch.stack(dalpha).to(alpha.dtype))
