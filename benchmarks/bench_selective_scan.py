@@ -6,8 +6,8 @@ Shapes from the issue (batch 2, d_state 1): Di=128, L=3136 (Spatial-Mamba-T stag
 3). For each case and implementation one subprocess runs a warm-up and ``--repeats`` timed fwd+bwd passes
 (fp32, all inputs require grad) and reports the median and the best time (the best is the steadier number
 on a shared machine) and the peak memory: the process's resident-set peak (``ru_maxrss``) during the timed
-passes minus the resident set before the first pass (on CUDA: ``torch.cuda.max_memory_allocated``). The speed-up columns are reference time / implementation time
-(medians, bests), measured in the same run.
+passes minus the resident set before the first pass (on CUDA: ``torch.cuda.max_memory_allocated``). The
+speed-up columns are reference time / implementation time (medians, bests), measured in the same run.
 """
 from __future__ import annotations
 

@@ -93,24 +93,22 @@ def _shifted_prefix(la: torch.Tensor, chunk: int, nonpositive: Optional[bool], o
     while True:
         T, nc, pad = _plan(L, T)
         lac = _chunked(la, nc, T, pad)
-        in_place = overwrite or pad > 0  # (a padded la is already a copy)
         if nonpositive:
             # S is non-increasing inside a chunk, so |S - m| <= (S_first - S_end) / 2 <= -sum(la) / 2: the
-            # check needs the chunk sums only, and the prefix sums can then overwrite la
+            # check needs the chunk sums only, and the prefix sums can then overwrite la (a padded la is
+            # already a copy)
             safe = bool(lac.sum(dim=-1).min() > -2 * _SAFE_EXP)  # (False for NaN: the stable path propagates it)
             if not safe and T > 8:
                 T = max(T // 2, 8)
                 continue
-            S = lac.cumsum_(dim=-1) if (in_place and safe) else torch.cumsum(lac, dim=-1)
-            S_end = S[..., -1].clone()
-            m = (S[..., 0] + S_end).mul_(0.5)
-            if safe:
-                S.sub_(m[..., None])
+            S = lac.cumsum_(dim=-1) if (safe and (overwrite or pad > 0)) else torch.cumsum(lac, dim=-1)
         else:
             S = torch.cumsum(lac, dim=-1)
-            S_end = S[..., -1].clone()
-            m = (S[..., 0] + S_end).mul_(0.5)
-            lo, hi = torch.aminmax(S.sub_(m[..., None]))
+        S_end = S[..., -1].clone()
+        m = (S[..., 0] + S_end).mul_(0.5)
+        S.sub_(m[..., None])
+        if not nonpositive:  # the full range of S - m decides
+            lo, hi = torch.aminmax(S)
             safe = bool(max(-float(lo), float(hi)) < _SAFE_EXP)
             if not safe and T > 8:
                 T = max(T // 2, 8)
