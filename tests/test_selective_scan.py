@@ -230,13 +230,14 @@ def test_fvcore_flop_handle():
 
 # ------------------------------------------------------------------------------------------------ Triton
 @pytest.mark.triton
-@pytest.mark.parametrize("N,L,block_l", [(2, 7, None), (1, 49, 16)])
-def test_triton_matches_reference(N, L, block_l):
+@pytest.mark.parametrize("N,L,block_l,bias", [(2, 7, None, True), (1, 49, 16, True), (3, 20, 8, False)])
+def test_triton_matches_reference(N, L, block_l, bias):
     pytest.importorskip("triton")
     from kernels.selective_scan.triton_impl import selective_scan_triton_bwd, selective_scan_triton_fwd
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     u, delta, A, B, db = (t.to(dev) for t in _inputs(2, 3, N, L))
+    db = db if bias else None  # (several states x several blocks: the per-program sums over states)
     h_ref = selective_scan_ref(u, delta, A, B, db)
     g = torch.randn_like(h_ref)
     h = selective_scan_triton_fwd(u, delta, A, B, db, block_l=block_l)

@@ -6,14 +6,17 @@ operator (a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2), and the state at the block e
 block. All arithmetic is fp32 whatever the input dtype (fp16 / bf16 / fp32 are loaded and upcast); the
 states are written in fp32.
 
-Backward (per program, blocks in reverse time order): the adjoint lambda_t = g_t + abar_{t+1} lambda_{t+1} is
-the same scan on reversed indices; with the forward states h (the op's saved output, or recomputed by the forward
-kernel when not given) every gradient is local: d(delta A)_t = lambda_t (h_t - delta_t B_t u_t), du = lambda B delta,
-dB = lambda delta u, ddelta through the softplus; sums over channels (dB), states (du, ddelta) and time
-(dA, ddelta_bias) are accumulated with fp32 atomics.
+Backward (one program per (batch, channel), looping over the states; blocks in reverse time order): the
+adjoint lambda_t = g_t + abar_{t+1} lambda_{t+1} is the same scan on reversed indices; with the forward states h
+(the op's saved output, or recomputed by the forward kernel when not given) every gradient is local:
+d(delta A)_t = lambda_t (h_t - delta_t B_t u_t), du = lambda B delta, dB = lambda delta u, ddelta through the
+softplus. The sums over states (du, ddelta) stay inside the program; the sums over channels (dB) and batches
+(dA, ddelta_bias) are taken by the wrapper from per-program partial buffers. No atomics: the backward is
+deterministic (the partial dB buffer costs one fp32 tensor of h's size while the backward runs).
 
 Triton is imported lazily by :mod:`kernels.selective_scan` only when ``impl="triton"`` (or ``"auto"`` on CUDA);
-on CPU the kernels run under ``TRITON_INTERPRET=1``. No ``tl.dot`` is used.
+on CPU the kernels run under ``TRITON_INTERPRET=1``; ``python -m kernels.triton_aot`` compiles them for
+sm_80 / sm_90 without a GPU (``aot_configs()`` lists the launch configurations). No ``tl.dot`` is used.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def _delta(delta_ptr, bias_ptr, d, offs, mask, HAS_BIAS: tl.constexpr, SOFTPLUS:
 @triton.jit
 def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr, h_ptr, D, N, L,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BLOCK_L: tl.constexpr):
-    bd = tl.program_id(0)
+    bd = tl.program_id(0).to(tl.int64)  # 64-bit offsets: b * D * N * L may exceed 2^31
     n = tl.program_id(1)
     b = bd // D
     d = bd % D
@@ -77,54 +80,78 @@ def _scan_fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr, h_ptr, D, N, L,
 def _scan_bwd_kernel(g_ptr, h_ptr, u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr,
                      du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dbias_ptr, D, N, L,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BLOCK_L: tl.constexpr):
-    bd = tl.program_id(0)
-    n = tl.program_id(1)
+    # one program per (batch, channel) owns du[b, d, :] and ddelta[b, d, :] and loops over the states n, so
+    # the sums over n need no atomics; the per-channel terms of dB and the per-batch terms of dA, dbias go
+    # to partial buffers that the wrapper sums: the backward is deterministic
+    bd = tl.program_id(0).to(tl.int64)
     b = bd // D
     d = bd % D
-    A = tl.load(A_ptr + d * N + n).to(tl.float32)
-    carry = tl.sum(tl.zeros([BLOCK_L], dtype=tl.float32), axis=0)
-    dA_acc = carry
-    dbias_acc = carry
-    for start in range(0, L, BLOCK_L):
-        i = start + tl.arange(0, BLOCK_L)
-        t = L - 1 - i  # reversed time
-        mask = t >= 0
-        # abar_{t+1} (0 beyond the end)
-        mask_next = mask & (t + 1 < L)
-        _, dt_next = _delta(delta_ptr + bd * L, bias_ptr, d, t + 1, mask_next, HAS_BIAS, SOFTPLUS)
-        a_next = tl.where(mask_next, tl.exp(dt_next * A), 0.0)
-        g = tl.load(g_ptr + (bd * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
-        a_next = tl.where(mask, a_next, 1.0)
-        acum, gcum = tl.associative_scan((a_next, g), 0, _combine)
-        lam = acum * carry + gcum
-        last = tl.minimum(start + BLOCK_L, L) - 1
-        carry = tl.sum(tl.where(i == last, lam, 0.0), axis=0)
-        lam = tl.where(mask, lam, 0.0)
+    zero = tl.sum(tl.zeros([BLOCK_L], dtype=tl.float32), axis=0)
+    dbias_acc = zero
+    for n in range(0, N):
+        A = tl.load(A_ptr + d * N + n).to(tl.float32)
+        carry = zero
+        dA_acc = zero
+        for start in range(0, L, BLOCK_L):
+            i = start + tl.arange(0, BLOCK_L)
+            t = L - 1 - i  # reversed time
+            mask = t >= 0
+            # abar_{t+1} (0 beyond the end)
+            mask_next = mask & (t + 1 < L)
+            _, dt_next = _delta(delta_ptr + bd * L, bias_ptr, d, t + 1, mask_next, HAS_BIAS, SOFTPLUS)
+            a_next = tl.where(mask_next, tl.exp(dt_next * A), 0.0)
+            g = tl.load(g_ptr + (bd * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
+            a_next = tl.where(mask, a_next, 1.0)
+            acum, gcum = tl.associative_scan((a_next, g), 0, _combine)
+            lam = acum * carry + gcum
+            last = tl.minimum(start + BLOCK_L, L) - 1
+            carry = tl.sum(tl.where(i == last, lam, 0.0), axis=0)
+            lam = tl.where(mask, lam, 0.0)
 
-        v, dt = _delta(delta_ptr + bd * L, bias_ptr, d, t, mask, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + bd * L + t, mask=mask, other=0.0).to(tl.float32)
-        Bv = tl.load(B_ptr + (b * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
-        h = tl.load(h_ptr + (bd * N + n) * L + t, mask=mask, other=0.0)
-        dla = lam * (h - dt * Bv * u)
-        dA_acc += tl.sum(dla * dt, axis=0)
-        ddt = dla * A + lam * Bv * u
-        tl.atomic_add(du_ptr + bd * L + t, lam * Bv * dt, mask=mask)
-        tl.atomic_add(dB_ptr + (b * N + n) * L + t, lam * dt * u, mask=mask)
-        if SOFTPLUS:
-            ddelta = tl.where(v <= 20.0, ddt * tl.sigmoid(v), ddt)
-        else:
-            ddelta = ddt
-        ddelta = tl.where(mask, ddelta, 0.0)
-        tl.atomic_add(ddelta_ptr + bd * L + t, ddelta, mask=mask)
-        dbias_acc += tl.sum(ddelta, axis=0)
-    tl.atomic_add(dA_ptr + d * N + n, dA_acc)
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + d, dbias_acc)
+            v, dt = _delta(delta_ptr + bd * L, bias_ptr, d, t, mask, HAS_BIAS, SOFTPLUS)
+            u = tl.load(u_ptr + bd * L + t, mask=mask, other=0.0).to(tl.float32)
+            Bv = tl.load(B_ptr + (b * N + n) * L + t, mask=mask, other=0.0).to(tl.float32)
+            h = tl.load(h_ptr + (bd * N + n) * L + t, mask=mask, other=0.0)
+            dla = lam * (h - dt * Bv * u)
+            dA_acc += tl.sum(dla * dt, axis=0)
+            ddt = dla * A + lam * Bv * u
+            if SOFTPLUS:
+                ddt = tl.where(v <= 20.0, ddt * tl.sigmoid(v), ddt)
+            ddt = tl.where(mask, ddt, 0.0)
+            dbias_acc += tl.sum(ddt, axis=0)
+            du = lam * Bv * dt
+            if n > 0:  # this program wrote them for the previous states
+                du += tl.load(du_ptr + bd * L + t, mask=mask, other=0.0)
+                ddt += tl.load(ddelta_ptr + bd * L + t, mask=mask, other=0.0)
+            tl.store(du_ptr + bd * L + t, du, mask=mask)
+            tl.store(ddelta_ptr + bd * L + t, ddt, mask=mask)
+            tl.store(dB_ptr + (bd * N + n) * L + t, lam * dt * u, mask=mask)
+        tl.store(dA_ptr + bd * N + n, dA_acc)
+    tl.store(dbias_ptr + bd, dbias_acc)  # (the sum of ddelta, returned even without a bias, as the other impls)
 
 
 def _block(L: int) -> int:
     """Steps per block (a power of two; ``block_l=`` overrides it, e.g. to test the carry between blocks)."""
     return max(16, min(1024, triton.next_power_of_2(L)))
+
+
+def _warps(block_l: int) -> int:
+    """4 steps per thread (1 warp up to 128 steps, 8 warps for 1024): no register spills on sm_80 / sm_90
+    (``python -m kernels.triton_aot``; 4 warps for 256 steps spilled on sm_90)."""
+    return max(1, min(8, block_l // 128))
+
+
+def aot_configs():
+    """Launch configurations of the wrappers below, for :mod:`kernels.triton_aot` (GPU compile checks):
+    Spatial-Mamba's sequence lengths at 224^2 (3136, 784, 196, 49 -> blocks 1024, 256, 64), fp32 and bf16
+    inputs, with the delta bias and the softplus (the model's case)."""
+    for L in (3136, 196, 49):
+        for dtype in ("fp32", "bf16"):
+            ptrs = {name: dtype for name in ("u_ptr", "delta_ptr", "B_ptr", "g_ptr")}
+            for kernel in (_scan_fwd_kernel, _scan_bwd_kernel):
+                yield dict(name=f"selective_scan.{kernel.__name__[6:9]} L{L} {dtype}", kernel=kernel,
+                           ptr_dtypes=ptrs, num_warps=_warps(_block(L)),
+                           constexprs=dict(HAS_BIAS=True, SOFTPLUS=True, BLOCK_L=_block(L)))
 
 
 def _prep(u, delta, A, B, delta_bias):
@@ -143,8 +170,9 @@ def selective_scan_triton_fwd(u, delta, A, B, delta_bias=None, delta_softplus=Tr
     h = torch.empty(b, D, N, L, device=u.device, dtype=torch.float32)
     if L == 0 or b * D == 0:
         return h
+    block = block_l or _block(L)
     _scan_fwd_kernel[(b * D, N)](u, delta, A, B, bias, h, D, N, L, HAS_BIAS=delta_bias is not None,
-                                 SOFTPLUS=bool(delta_softplus), BLOCK_L=block_l or _block(L))
+                                 SOFTPLUS=bool(delta_softplus), BLOCK_L=block, num_warps=_warps(block))
     return h.double() if u.dtype == torch.float64 else h
 
 
@@ -159,15 +187,17 @@ def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus
     b, D, L = u_.shape
     N = A_.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
-    du = torch.zeros(b, D, L, **f32)
-    ddelta = torch.zeros(b, D, L, **f32)
-    dA = torch.zeros(D, N, **f32)
-    dB = torch.zeros(b, N, L, **f32)
-    dbias = torch.zeros(D, **f32)
+    du = torch.empty(b, D, L, **f32)
+    ddelta = torch.empty(b, D, L, **f32)
+    dA = torch.zeros(b, D, N, **f32)  # per-batch partial sums (zero: also the result when L = 0)
+    dB = torch.empty(b, D, N, L, **f32)  # per-channel terms (every entry written when L > 0)
+    dbias = torch.zeros(b, D, **f32)  # per-batch partial sums
+    block = block_l or _block(L)
     if L > 0 and b * D > 0:
-        _scan_bwd_kernel[(b * D, N)](g.contiguous(), h, u_, delta_, A_, B_, bias, du, ddelta, dA, dB, dbias,
-                                    D, N, L, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                                    BLOCK_L=block_l or _block(L))
+        _scan_bwd_kernel[(b * D,)](g.contiguous(), h, u_, delta_, A_, B_, bias, du, ddelta, dA, dB, dbias,
+                                   D, N, L, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                                   BLOCK_L=block, num_warps=_warps(block))
+    dA, dB, dbias = dA.sum(0), dB.sum(1), dbias.sum(0)
     if squeeze:
         dB = dB.unsqueeze(1)
     bias_dtype = delta_bias.dtype if delta_bias is not None else torch.float32
