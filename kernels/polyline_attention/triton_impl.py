@@ -9,9 +9,14 @@ Per (query tile, key tile) with flat indices p -> (i, j) = (p // W, p % W) the k
 cb[iq, jq]`` (for M^T), so any tiling of the flat token axis works (H, W arbitrary).
 
 Backward: one program per key tile loops over all query tiles, accumulates dk, dv in registers, and adds
-dq and the prefix-sum gradients (dca, dcb) with atomics; the torch wrapper turns dca, dcb into d log_a,
-d log_b with reversed cumulative sums. All dots run on fp32 operands with IEEE precision (inputs in bf16 /
-fp16 are upcast), which keeps the interpreter exact and avoids TF32 on GPUs.
+dq and the prefix-sum gradients (dca, dcb) with atomics (so dq, d log_a, d log_b are not bitwise
+deterministic on a GPU); the terms indexed by (query row, key column) and (key row, query column) are summed
+per image row inside the tile before their atomics. The torch wrapper turns dca, dcb into d log_a, d log_b
+with reversed cumulative sums. ``python -m kernels.triton_aot`` compiles both kernels for sm_80 / sm_90
+without a GPU (``aot_configs()`` lists the launch configurations) and reports registers and spills.
+
+All dots run on fp32 operands with IEEE precision (inputs in bf16 / fp16 are upcast), which keeps the
+interpreter exact and avoids TF32 on GPUs.
 """
 from __future__ import annotations
 
@@ -104,7 +109,8 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, l
 def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr, d1_ptr, d2_ptr,
                 dq_ptr, dk_ptr, dv_ptr, dca_ptr, dcb_ptr,
                 N, W, D, DV, scale,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+                ROWS_Q: tl.constexpr, ROWS_K: tl.constexpr):
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
     q_ptr += bh * N * D
@@ -173,10 +179,32 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
         g2i = g2 * sgn_i
         tl.atomic_add(dca_ptr + offs_m, tl.sum(g1j, 1), mask=mq)
         tl.atomic_add(dcb_ptr + offs_m, tl.sum(g2i, 1), mask=mq)
-        tl.atomic_add(dca_ptr + iq[:, None] * W + jk[None, :], -g1j, mask=m2d)
-        tl.atomic_add(dcb_ptr + iq[:, None] * W + jk[None, :], g1i, mask=m2d)
-        tl.atomic_add(dca_ptr + ik[None, :] * W + jq[:, None], g2j, mask=m2d)
-        tl.atomic_add(dcb_ptr + ik[None, :] * W + jq[:, None], -g2i, mask=m2d)
+        # the terms at (query row iq, key column jk) and (key row ik, query column jq): a tile of consecutive
+        # tokens spans only ROWS_* image rows, so the tile is first summed per row (ROWS x BLOCK atomics
+        # instead of BLOCK_M x BLOCK_N, which would hit each address up to min(W, BLOCK) times); ROWS_* = 0:
+        # rows too short for that to pay, one atomic per tile entry
+        if ROWS_Q > 0:
+            iq0 = start_m // W
+            q_end = tl.minimum(start_m + BLOCK_M, N)
+            for r in tl.static_range(ROWS_Q):
+                sel = (iq == iq0 + r)[:, None]
+                ok = mk & ((iq0 + r) * W < q_end)  # (the row starts before the tile ends)
+                tl.atomic_add(dca_ptr + (iq0 + r) * W + jk, -tl.sum(tl.where(sel, g1j, 0.0), 0), mask=ok)
+                tl.atomic_add(dcb_ptr + (iq0 + r) * W + jk, tl.sum(tl.where(sel, g1i, 0.0), 0), mask=ok)
+        else:
+            tl.atomic_add(dca_ptr + iq[:, None] * W + jk[None, :], -g1j, mask=m2d)
+            tl.atomic_add(dcb_ptr + iq[:, None] * W + jk[None, :], g1i, mask=m2d)
+        if ROWS_K > 0:
+            ik0 = (pid_n * BLOCK_N) // W
+            k_end = tl.minimum(pid_n * BLOCK_N + BLOCK_N, N)
+            for r in tl.static_range(ROWS_K):
+                sel = (ik == ik0 + r)[None, :]
+                ok = mq & ((ik0 + r) * W < k_end)
+                tl.atomic_add(dca_ptr + (ik0 + r) * W + jq, tl.sum(tl.where(sel, g2j, 0.0), 1), mask=ok)
+                tl.atomic_add(dcb_ptr + (ik0 + r) * W + jq, -tl.sum(tl.where(sel, g2i, 0.0), 1), mask=ok)
+        else:
+            tl.atomic_add(dca_ptr + ik[None, :] * W + jq[:, None], g2j, mask=m2d)
+            tl.atomic_add(dcb_ptr + ik[None, :] * W + jq[:, None], -g2i, mask=m2d)
         dcbk -= tl.sum(g1i, 0)
         dcak -= tl.sum(g2j, 0)
     tl.store(dk_ptr + offs_n[:, None] * D + offs_d[None, :], dk, mask=kmask)
@@ -186,9 +214,37 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
 
 
 def _blocks(d, dv):
+    """(BLOCK_M = BLOCK_N, BLOCK_D, BLOCK_DV, num_warps). 32 x 32 tiles with 8 warps compile without register
+    spills on sm_80 / sm_90 for head dims <= 32 (PPMA's); checked by ``python -m kernels.triton_aot``."""
     bd = max(16, triton.next_power_of_2(d))
     bdv = max(16, triton.next_power_of_2(dv))
-    return 32 if max(bd, bdv) <= 64 else 16, bd, bdv
+    return (32 if max(bd, bdv) <= 64 else 16), bd, bdv, 8
+
+
+# a row-grouped reduction of the backward's (row, column) terms pays while a tile spans at most this many rows
+_MAX_ROWS = 4
+
+
+def _rows(block: int, W: int) -> int:
+    """Image rows a tile of ``block`` consecutive tokens can span (any start), or 0 when more than _MAX_ROWS."""
+    rows = (block - 2) // W + 2 if block > 1 else 1
+    return rows if rows <= _MAX_ROWS else 0
+
+
+def aot_configs():
+    """Launch configurations of the wrappers below, for :mod:`kernels.triton_aot` (GPU compile checks):
+    head dim 32 (PPMA's full-mode stages), fp32 and bf16 inputs; the backward for image widths 84 (stage 3 of a
+    1344 x 800 detection input: 2 rows per tile), 14 (4 rows) and 7 (per-entry atomics)."""
+    for dtype in ("fp32", "bf16"):
+        ptrs = {name: dtype for name in ("q_ptr", "k_ptr", "v_ptr")}
+        bm, bd, bdv, warps = _blocks(32, 32)
+        blocks = dict(BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv)
+        yield dict(name=f"polyline.fwd d32 {dtype}", kernel=_fwd_kernel, ptr_dtypes=ptrs,
+                   scalar_types=dict(scale="fp32"), constexprs=blocks, num_warps=warps)
+        for W in (84, 14, 7):
+            yield dict(name=f"polyline.bwd d32 W{W} {dtype}", kernel=_bwd_kernel, ptr_dtypes=ptrs,
+                       scalar_types=dict(scale="fp32"), num_warps=warps,
+                       constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bm, W)))
 
 
 def _prefix(log_a, log_b):
@@ -207,10 +263,10 @@ def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0):
     o2 = torch.empty_like(o1)
     lse1 = torch.empty(b, n, N, device=q.device, dtype=torch.float32)
     lse2 = torch.empty_like(lse1)
-    bm, bd, bdv = _blocks(d, dv)
+    bm, bd, bdv, warps = _blocks(d, dv)
     grid = (triton.cdiv(N, bm), b * n)
     _fwd_kernel[grid](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv, float(scale),
-                      BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv)
+                      BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv, num_warps=warps)
     out = (0.5 * o1 + 0.5 * o2).to(q.dtype).view(b, n, h, w, dv)
     return out, o1, o2, lse1, lse2
 
@@ -233,10 +289,11 @@ def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, sc
     dvv = torch.empty(b * n, N, dv, device=q.device, dtype=torch.float32)
     dca = torch.zeros(b, n, h, w, device=q.device, dtype=torch.float32)
     dcb = torch.zeros_like(dca)
-    bm, bd, bdv = _blocks(d, dv)
+    bm, bd, bdv, warps = _blocks(d, dv)
     grid = (triton.cdiv(N, bm), b * n)
     _bwd_kernel[grid](qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb,
-                      N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv)
+                      N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv,
+                      ROWS_Q=_rows(bm, w), ROWS_K=_rows(bm, w), num_warps=warps)
     dla = _rev_cumsum(dca, -1)
     dlb = _rev_cumsum(dcb, -2)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dvv.view(v.shape).to(v.dtype),
