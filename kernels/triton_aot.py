@@ -46,7 +46,7 @@ def _signature(kernel, ptr_dtypes: dict, scalar_types: dict) -> dict:
 
 
 def _ptxas_numbers(log: str) -> dict:
-    get = lambda pattern: int(m.group(1)) if (m := re.search(pattern, log)) else 0  # noqa: E731
+    get = lambda pattern: int(m.group(1)) if (m := re.search(pattern, log)) else 0
     return dict(regs=get(r"Used (\d+) registers"), spill_stores=get(r"(\d+) bytes spill stores"),
                 spill_loads=get(r"(\d+) bytes spill loads"))
 
