@@ -120,6 +120,9 @@ def _scan_bwd_kernel(g_ptr, h_ptr, u_ptr, delta_ptr, A_ptr, B_ptr, bias_ptr,
             ddt = tl.where(mask, ddt, 0.0)
             dbias_acc += tl.sum(ddt, axis=0)
             du = lam * Bv * dt
+            # read-modify-write of this program's own du / ddelta entries: every tensor here has the one
+            # blocked layout of t (no layout conversion in the compiled TTGIR), so each thread re-reads the
+            # values it stored itself for the previous state and no barrier is needed
             if n > 0:  # this program wrote them for the previous states
                 du += tl.load(du_ptr + bd * L + t, mask=mask, other=0.0)
                 ddt += tl.load(ddelta_ptr + bd * L + t, mask=mask, other=0.0)
