@@ -1,6 +1,6 @@
 """Benchmark: selective scan forward + backward, fast pure-PyTorch path vs the sequential reference.
 
-    python benchmarks/bench_selective_scan.py [--threads 2] [--repeats 3] [--impls reference,torch]
+    python benchmarks/bench_selective_scan.py [--threads 2] [--repeats 3] [--impls reference,torch,floor,triton]
 
 Shapes from the issue (batch 2, d_state 1): Di=128, L=3136 (Spatial-Mamba-T stage 1) and Di=512, L=196 (stage
 3). For each case and implementation one subprocess runs a warm-up and ``--repeats`` timed fwd+bwd passes
@@ -8,6 +8,12 @@ Shapes from the issue (batch 2, d_state 1): Di=128, L=3136 (Spatial-Mamba-T stag
 on a shared machine) and the peak memory: the process's resident-set peak (``ru_maxrss``) during the timed
 passes minus the resident set before the first pass (on CUDA: ``torch.cuda.max_memory_allocated``). The
 speed-up columns are reference time / implementation time (medians, bests), measured in the same run.
+
+``floor`` is not an implementation but a bound for any eager pure-PyTorch one: the elementwise passes, prefix
+sums and reductions that a chunked fwd + bwd needs at the least (d_state 1, the torch path's chunks, no
+safety checks, no carry between chunks, every output and temporary preallocated), run back to back without
+autograd; it times the passes only (its results are not used). A speed-up goal above the floor's cannot be met by
+sequencing PyTorch ops on that machine, whatever their order.
 """
 from __future__ import annotations
 
@@ -27,6 +33,42 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _floor_step(u, delta, A, B, bias, device):
+    """The ``floor`` case (see the module docstring): the fixed sequence of passes, all outputs preallocated."""
+    import torch
+
+    from kernels.selective_scan.chunked import DEFAULT_CHUNK, _plan
+
+    b, D, L = u.shape
+    T, nc, _ = _plan(L, DEFAULT_CHUNK)  # the torch path's chunks (the benchmark's L need no padding)
+    u, delta, B = (t.view(*t.shape[:-1], nc, T) for t in (u, delta, B))
+    A, bias = A.view(D, 1, 1), bias.view(D, 1, 1)
+    g = torch.ones_like(u)  # the upstream gradient of h.sum()
+    dt, E, h, y, lamB, du, dla, tmp = (torch.empty_like(u) for _ in range(8))
+
+    def step():
+        # forward, per chunk: delta' = softplus(delta + bias), S = cumsum(delta' A), E = exp(S - S_first),
+        # h = E cumsum(delta' B u / E)
+        torch.ops.aten.softplus.out(torch.add(delta, bias, out=dt), 1, 20, out=dt)
+        torch.mul(dt, A, out=E).cumsum_(-1)
+        E.sub_(E[..., :1].clone()).exp_()
+        torch.mul(dt, u, out=h).mul_(B).div_(E).cumsum_(-1).mul_(E)
+        # backward: E again, lam = revcumsum(E g) / E, then du, ddelta, dA, dB, dbias
+        torch.mul(dt, A, out=E).cumsum_(-1)
+        E.sub_(E[..., :1].clone()).exp_()
+        lam = torch.mul(E, g, out=y).flip(-1).cumsum_(-1).flip(-1).div_(E)
+        torch.mul(torch.mul(lam, B, out=lamB), dt, out=du)
+        torch.mul(lam, h, out=dla).addcmul_(du, u, value=-1)
+        lamB.mul_(u).addcmul_(dla, A)
+        dla.mul_(dt).sum((0, 2, 3))
+        lam.mul_(dt).mul_(u).sum(1)
+        lamB.addcmul_(lamB, torch.neg(dt, out=tmp).exp_(), value=-1).sum((0, 2, 3))
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
 def run_case(impl: str, b: int, D: int, L: int, repeats: int, threads: int, device: str) -> dict:
     import torch
 
@@ -40,14 +82,16 @@ def run_case(impl: str, b: int, D: int, L: int, repeats: int, threads: int, devi
                -torch.rand(D, N, generator=g) - 0.1, torch.randn(b, N, L, generator=g), torch.randn(D, generator=g)]
     tensors = [t.to(device).requires_grad_() for t in tensors]
     fn = (lambda *x: selective_scan_ref(*x)) if impl == "reference" else (lambda *x: selective_scan(*x, impl=impl))
-
-    def step():
-        for t in tensors:
-            t.grad = None
-        h = fn(*tensors)
-        h.sum().backward()
-        if device == "cuda":
-            torch.cuda.synchronize()
+    if impl == "floor":
+        step = _floor_step(*(t.detach() for t in tensors), device)
+    else:
+        def step():
+            for t in tensors:
+                t.grad = None
+            h = fn(*tensors)
+            h.sum().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
 
     step()  # warm-up
     base = _rss_mb()
@@ -70,7 +114,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--impls", default="reference,torch")
+    p.add_argument("--impls", default="reference,torch,floor")
     p.add_argument("--device", default="cpu")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
