@@ -40,7 +40,9 @@ def _floor_step(u, delta, A, B, bias, device):
     from kernels.selective_scan.chunked import DEFAULT_CHUNK, _plan
 
     b, D, L = u.shape
-    T, nc, _ = _plan(L, DEFAULT_CHUNK)  # the torch path's chunks (the benchmark's L need no padding)
+    T, nc, pad = _plan(L, DEFAULT_CHUNK)  # the torch path's chunks
+    if pad:
+        raise ValueError(f"the floor case needs a length that splits into equal chunks, got L={L}")
     u, delta, B = (t.view(*t.shape[:-1], nc, T) for t in (u, delta, B))
     A, bias = A.view(D, 1, 1), bias.view(D, 1, 1)
     g = torch.ones_like(u)  # the upstream gradient of h.sum()
