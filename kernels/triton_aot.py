@@ -104,6 +104,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("kernels.triton_aot: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)")
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        get_ptxas(90).path  # noqa: B018  (raises when the wheel has no ptxas)
+    except Exception as e:
+        sys.exit(f"kernels.triton_aot needs Triton with its NVIDIA backend and ptxas ({type(e).__name__}: {e})")
     rows = []
     configs = [c for c in all_configs() if a.only is None or a.only in c["name"]]
     for arch in (int(x) for x in a.arch.split(",")):
