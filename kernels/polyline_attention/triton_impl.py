@@ -15,8 +15,11 @@ per image row inside the tile before their atomics. The torch wrapper turns dca,
 with reversed cumulative sums. ``python -m kernels.triton_aot`` compiles both kernels for sm_80 / sm_90
 without a GPU (``aot_configs()`` lists the launch configurations) and reports registers and spills.
 
-All dots run on fp32 operands with IEEE precision (inputs in bf16 / fp16 are upcast), which keeps the
-interpreter exact and avoids TF32 on GPUs.
+Dots: fp32 inputs run fp32 dots at IEEE precision (no TF32); fp16 / bf16 inputs (q, k, v of one dtype) run
+tensor-core dots on operands in that dtype with fp32 accumulation, the probabilities and score gradients cast
+to it first (as flash attention); masks, softmax statistics and accumulators stay fp32. bf16 takes that path
+on GPUs only: under the interpreter a bf16 ``tl.dot`` is wrong, so CPU tensors in bf16 are upcast (fp16 dots
+are right there, which is how the half path is tested on CPU).
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk):
 @triton.jit
 def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, lse2_ptr,
                 N, W, D, DV, scale,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+                HALF_DOTS: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     q_ptr += bh * N * D
@@ -60,7 +64,9 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, l
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=mq[:, None] & (offs_d[None, :] < D),
-                other=0.0).to(tl.float32)
+                other=0.0)
+    if not HALF_DOTS:
+        q = q.to(tl.float32)
     caq = tl.load(ca_ptr + offs_m, mask=mq, other=0.0)
     cbq = tl.load(cb_ptr + offs_m, mask=mq, other=0.0)
     m_1 = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -75,12 +81,17 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, l
         ik = offs_n // W
         jk = offs_n % W
         k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=mk[:, None] & (offs_d[None, :] < D),
-                    other=0.0).to(tl.float32)
+                    other=0.0)
         v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=mk[:, None] & (offs_dv[None, :] < DV),
-                    other=0.0).to(tl.float32)
+                    other=0.0)
         cak = tl.load(ca_ptr + offs_n, mask=mk, other=0.0)
         cbk = tl.load(cb_ptr + offs_n, mask=mk, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        if HALF_DOTS:
+            s = tl.dot(q, tl.trans(k)) * scale
+        else:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
         mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk)
         s1 = tl.where(mk[None, :], s + mask1, float("-inf"))
         s2 = tl.where(mk[None, :], s + mask2, float("-inf"))
@@ -92,8 +103,12 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, l
         c2 = tl.exp(m_2 - n2)
         l_1 = l_1 * c1 + tl.sum(p1, 1)
         l_2 = l_2 * c2 + tl.sum(p2, 1)
-        acc1 = acc1 * c1[:, None] + tl.dot(p1, v, input_precision="ieee")
-        acc2 = acc2 * c2[:, None] + tl.dot(p2, v, input_precision="ieee")
+        if HALF_DOTS:  # probabilities in the inputs' dtype, fp32 accumulation (as flash attention)
+            acc1 = acc1 * c1[:, None] + tl.dot(p1.to(v.dtype), v)
+            acc2 = acc2 * c2[:, None] + tl.dot(p2.to(v.dtype), v)
+        else:
+            acc1 = acc1 * c1[:, None] + tl.dot(p1, v, input_precision="ieee")
+            acc2 = acc2 * c2[:, None] + tl.dot(p2, v, input_precision="ieee")
         m_1 = n1
         m_2 = n2
     acc1 = acc1 / l_1[:, None]
@@ -110,7 +125,7 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
                 dq_ptr, dk_ptr, dv_ptr, dca_ptr, dcb_ptr,
                 N, W, D, DV, scale,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-                ROWS_Q: tl.constexpr, ROWS_K: tl.constexpr):
+                ROWS_Q: tl.constexpr, ROWS_K: tl.constexpr, HALF_DOTS: tl.constexpr):
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
     q_ptr += bh * N * D
@@ -136,8 +151,11 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
     offs_dv = tl.arange(0, BLOCK_DV)
     kmask = mk[:, None] & (offs_d[None, :] < D)
     vmask = mk[:, None] & (offs_dv[None, :] < DV)
-    k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=kmask, other=0.0).to(tl.float32)
-    v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=vmask, other=0.0).to(tl.float32)
+    k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=vmask, other=0.0)
+    if not HALF_DOTS:
+        k = k.to(tl.float32)
+        v = v.to(tl.float32)
     cak = tl.load(ca_ptr + offs_n, mask=mk, other=0.0)
     cbk = tl.load(cb_ptr + offs_n, mask=mk, other=0.0)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
@@ -150,26 +168,41 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
         iq = offs_m // W
         jq = offs_m % W
         qmask = mq[:, None] & (offs_d[None, :] < D)
-        q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=qmask, other=0.0).to(tl.float32)
+        q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=qmask, other=0.0)
         do = tl.load(do_ptr + offs_m[:, None] * DV + offs_dv[None, :], mask=mq[:, None] & (offs_dv[None, :] < DV),
-                     other=0.0).to(tl.float32)
+                     other=0.0)
+        if HALF_DOTS:
+            do = do.to(v.dtype)
+        else:
+            q = q.to(tl.float32)
         caq = tl.load(ca_ptr + offs_m, mask=mq, other=0.0)
         cbq = tl.load(cb_ptr + offs_m, mask=mq, other=0.0)
         lse1 = tl.load(lse1_ptr + offs_m, mask=mq, other=0.0)
         lse2 = tl.load(lse2_ptr + offs_m, mask=mq, other=0.0)
         d1 = tl.load(d1_ptr + offs_m, mask=mq, other=0.0)
         d2 = tl.load(d2_ptr + offs_m, mask=mq, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        if HALF_DOTS:
+            s = tl.dot(q, tl.trans(k)) * scale
+        else:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
         mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk)
         p1 = tl.where(m2d, tl.exp(s + mask1 - lse1[:, None]), 0.0)
         p2 = tl.where(m2d, tl.exp(s + mask2 - lse2[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision="ieee")
-        dv += tl.dot(tl.trans(p1 + p2), do, input_precision="ieee") * 0.5
+        if HALF_DOTS:  # operands in the inputs' dtype, fp32 accumulation
+            dp = tl.dot(do, tl.trans(v))
+            dv += tl.dot(tl.trans((p1 + p2).to(v.dtype)), do) * 0.5
+        else:
+            dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+            dv += tl.dot(tl.trans(p1 + p2), do, input_precision="ieee") * 0.5
         g1 = p1 * (dp - d1[:, None]) * 0.5
         g2 = p2 * (dp - d2[:, None]) * 0.5
         ds = g1 + g2
-        dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
-        dq = tl.dot(ds, k, input_precision="ieee") * scale
+        if HALF_DOTS:
+            dk += tl.dot(tl.trans(ds.to(q.dtype)), q) * scale
+            dq = tl.dot(ds.to(k.dtype), k) * scale
+        else:
+            dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
+            dq = tl.dot(ds, k, input_precision="ieee") * scale
         tl.atomic_add(dq_ptr + offs_m[:, None] * D + offs_d[None, :], dq, mask=qmask)
         # M = (ca[iq,jq] - ca[iq,jk]) sj + (cb[iq,jk] - cb[ik,jk]) si
         # M^T = (ca[ik,jq] - ca[ik,jk]) sj + (cb[iq,jq] - cb[ik,jq]) si
@@ -213,12 +246,17 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
     tl.atomic_add(dcb_ptr + offs_n, dcbk, mask=mk)
 
 
-def _blocks(d, dv):
-    """(BLOCK_M = BLOCK_N, BLOCK_D, BLOCK_DV, num_warps). 32 x 32 tiles with 8 warps compile without register
-    spills on sm_80 / sm_90 for head dims <= 32 (PPMA's); checked by ``python -m kernels.triton_aot``."""
+def _blocks(d: int, dv: int, half: bool):
+    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, num_warps). Chosen so that both kernels compile without register
+    spills on sm_80 and sm_90 for head dims <= 32 (PPMA's), as ``python -m kernels.triton_aot`` checks:
+    fp32 dots 32 x 32 tiles with 8 warps (4 warps spilled); tensor-core dots need more registers for their
+    operand layouts, so 32 queries x 16 keys with 4 warps (32 x 32 spilled 112-276 B in the backward)."""
     bd = max(16, triton.next_power_of_2(d))
     bdv = max(16, triton.next_power_of_2(dv))
-    return (32 if max(bd, bdv) <= 64 else 16), bd, bdv, 8
+    if half:
+        return (32 if max(bd, bdv) <= 32 else 16), 16, bd, bdv, 4
+    bm = 32 if max(bd, bdv) <= 64 else 16
+    return bm, bm, bd, bdv, 8
 
 
 # a row-grouped reduction of the backward's (row, column) terms pays while a tile spans at most this many rows
@@ -233,18 +271,28 @@ def _rows(block: int, W: int) -> int:
 
 def aot_configs():
     """Launch configurations of the wrappers below, for :mod:`kernels.triton_aot` (GPU compile checks):
-    head dim 32 (PPMA's full-mode stages), fp32 and bf16 inputs; the backward for image widths 84 (stage 3 of a
-    1344 x 800 detection input: 2 rows per tile), 14 (4 rows) and 7 (per-entry atomics)."""
+    head dim 32 (PPMA's full-mode stages), fp32 inputs (fp32 dots) and bf16 inputs (bf16 tensor-core dots);
+    the backward for image widths 84 (stage 3 of a 1344 x 800 detection input: 2 rows per tile), 14 (4 rows)
+    and 7 (per-entry atomics)."""
     for dtype in ("fp32", "bf16"):
         ptrs = {name: dtype for name in ("q_ptr", "k_ptr", "v_ptr")}
-        bm, bd, bdv, warps = _blocks(32, 32)
-        blocks = dict(BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv)
+        half = dtype != "fp32"
+        bm, bn, bd, bdv, warps = _blocks(32, 32, half)
+        blocks = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half)
         yield dict(name=f"polyline.fwd d32 {dtype}", kernel=_fwd_kernel, ptr_dtypes=ptrs,
                    scalar_types=dict(scale="fp32"), constexprs=blocks, num_warps=warps)
         for W in (84, 14, 7):
             yield dict(name=f"polyline.bwd d32 W{W} {dtype}", kernel=_bwd_kernel, ptr_dtypes=ptrs,
                        scalar_types=dict(scale="fp32"), num_warps=warps,
-                       constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bm, W)))
+                       constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bn, W)))
+
+
+def _half_dots(q, k, v) -> bool:
+    """Whether the kernels run their dots in the inputs' half dtype (see the module docstring)."""
+    dt = q.dtype
+    if dt not in (torch.float16, torch.bfloat16) or k.dtype != dt or v.dtype != dt:
+        return False
+    return dt == torch.float16 or q.is_cuda
 
 
 def _prefix(log_a, log_b):
@@ -263,10 +311,11 @@ def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0):
     o2 = torch.empty_like(o1)
     lse1 = torch.empty(b, n, N, device=q.device, dtype=torch.float32)
     lse2 = torch.empty_like(lse1)
-    bm, bd, bdv, warps = _blocks(d, dv)
-    grid = (triton.cdiv(N, bm), b * n)
+    half = _half_dots(q, k, v)
+    bm, bn, bd, bdv, warps = _blocks(d, dv, half)
+    grid = (triton.cdiv(N, bm), b * n)  # one program per query tile
     _fwd_kernel[grid](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv, float(scale),
-                      BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv, num_warps=warps)
+                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, num_warps=warps)
     out = (0.5 * o1 + 0.5 * o2).to(q.dtype).view(b, n, h, w, dv)
     return out, o1, o2, lse1, lse2
 
@@ -289,11 +338,12 @@ def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, sc
     dvv = torch.empty(b * n, N, dv, device=q.device, dtype=torch.float32)
     dca = torch.zeros(b, n, h, w, device=q.device, dtype=torch.float32)
     dcb = torch.zeros_like(dca)
-    bm, bd, bdv, warps = _blocks(d, dv)
-    grid = (triton.cdiv(N, bm), b * n)
+    half = _half_dots(q, k, v)
+    bm, bn, bd, bdv, warps = _blocks(d, dv, half)
+    grid = (triton.cdiv(N, bn), b * n)  # one program per key tile
     _bwd_kernel[grid](qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb,
-                      N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bm, BLOCK_D=bd, BLOCK_DV=bdv,
-                      ROWS_Q=_rows(bm, w), ROWS_K=_rows(bm, w), num_warps=warps)
+                      N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv,
+                      ROWS_Q=_rows(bm, w), ROWS_K=_rows(bn, w), HALF_DOTS=half, num_warps=warps)
     dla = _rev_cumsum(dca, -1)
     dlb = _rev_cumsum(dcb, -2)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dvv.view(v.shape).to(v.dtype),
