@@ -276,6 +276,23 @@ def test_triton_half_dots_match_reference(h, w):
 
 @pytest.mark.triton
 @triton_only
+def test_triton_backward_alerts_under_deterministic_mode():
+    from kernels.polyline_attention.triton_impl import alert_not_deterministic
+
+    alert_not_deterministic("x")  # deterministic mode off: nothing
+    try:
+        torch.use_deterministic_algorithms(True)
+        with pytest.raises(RuntimeError, match="x adds gradients with atomics.*impl='torch'"):
+            alert_not_deterministic("x")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with pytest.warns(UserWarning, match="not bitwise reproducible"):
+            alert_not_deterministic("x")
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.triton
+@triton_only
 def test_triton_bf16_forward_finite():
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     q, k, v, la, lb = (t.detach().to(dev).to(torch.bfloat16) for t in _inputs(1, 1, 4, 5, 16, dtype=torch.float32))

@@ -23,6 +23,8 @@ are right there, which is how the half path is tested on CPU).
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import triton
 import triton.language as tl
@@ -324,7 +326,22 @@ def _rev_cumsum(x, dim):
     return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
 
 
+def alert_not_deterministic(what: str) -> None:
+    """What PyTorch's own non-deterministic CUDA ops do under ``torch.use_deterministic_algorithms(True)``:
+    raise (or warn with ``warn_only=True``) naming the op and the deterministic alternative."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return
+    msg = (f"{what} adds gradients with atomics, so its result is not bitwise reproducible on a GPU, and "
+           "torch.use_deterministic_algorithms(True) is set; use impl='torch' for a deterministic backward")
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(msg, stacklevel=3)
+    else:
+        raise RuntimeError(msg)
+
+
 def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: float = 1.0):
+    if q.is_cuda:  # (under the interpreter the atomics run in program order)
+        alert_not_deterministic("polyline_attention(impl='triton') backward")
     b, n, h, w, d = q.shape
     dv = v.shape[-1]
     N = h * w
