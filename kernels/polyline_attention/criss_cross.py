@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .tiled import _rev_cumsum
+
 __all__ = ["cc_backward", "cc_forward"]
 
 
@@ -50,10 +52,6 @@ def cc_forward(q, k, v, log_a, log_b, scale: float = 1.0) -> torch.Tensor:
     path1 = (a_h @ (a_w @ v_).transpose(2, 3)).transpose(2, 3)
     path2 = a_w @ (a_h @ vh).transpose(2, 3)
     return (0.5 * path1 + 0.5 * path2).to(q.dtype).contiguous()
-
-
-def _rev_cumsum(x, dim):
-    return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
 
 
 def _softmax_bwd(a, da):

@@ -144,6 +144,8 @@ def full_forward(q, k, v, log_a, log_b, scale: float = 1.0, block_q=None, block_
 
 
 def _rev_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Reversed cumulative sum along ``dim`` (prefix-sum gradients -> log-decay gradients); also used by the
+    criss-cross and Triton paths."""
     return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
 
 

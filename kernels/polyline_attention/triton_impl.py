@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .tiled import _rev_cumsum
+
 __all__ = ["triton_full_backward", "triton_full_forward"]
 
 
@@ -320,10 +322,6 @@ def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0):
                       BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, num_warps=warps)
     out = (0.5 * o1 + 0.5 * o2).to(q.dtype).view(b, n, h, w, dv)
     return out, o1, o2, lse1, lse2
-
-
-def _rev_cumsum(x, dim):
-    return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
 
 
 def alert_not_deterministic(what: str) -> None:
