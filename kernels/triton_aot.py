@@ -25,10 +25,21 @@ import re
 import sys
 import time
 
-__all__ = ["compile_config", "all_configs", "SHARED_LIMIT"]
+__all__ = ["compile_config", "all_configs", "toolchain_missing", "SHARED_LIMIT"]
 
 # largest dynamic shared memory per block (bytes) by compute capability
 SHARED_LIMIT = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
+
+
+def toolchain_missing() -> str | None:
+    """None when Triton's NVIDIA backend and its ptxas are installed, else why not."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        path = get_ptxas(90).path
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None if os.path.exists(path) else f"no ptxas at {path}"
 
 
 def _signature(kernel, ptr_dtypes: dict, scalar_types: dict) -> dict:
@@ -104,12 +115,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("kernels.triton_aot: unset TRITON_INTERPRET (interpreted kernels cannot be compiled)")
-    try:
-        from triton.backends.nvidia.compiler import get_ptxas
-
-        get_ptxas(90).path  # noqa: B018  (raises when the wheel has no ptxas)
-    except Exception as e:
-        sys.exit(f"kernels.triton_aot needs Triton with its NVIDIA backend and ptxas ({type(e).__name__}: {e})")
+    missing = toolchain_missing()
+    if missing:
+        sys.exit(f"kernels.triton_aot needs Triton with its NVIDIA backend and ptxas ({missing})")
     rows = []
     configs = [c for c in all_configs() if a.only is None or a.only in c["name"]]
     for arch in (int(x) for x in a.arch.split(",")):

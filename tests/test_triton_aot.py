@@ -10,21 +10,14 @@ import sys
 
 import pytest
 
+from kernels.triton_aot import toolchain_missing
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _ptxas_available() -> bool:
-    try:
-        from triton.backends.nvidia.compiler import get_ptxas
-
-        return os.path.exists(get_ptxas(90).path)
-    except Exception:
-        return False
 
 
 @pytest.mark.slow
 @pytest.mark.triton
-@pytest.mark.skipif(not _ptxas_available(), reason="Triton's NVIDIA backend (ptxas) is not installed")
+@pytest.mark.skipif(toolchain_missing() is not None, reason="Triton's NVIDIA backend (ptxas) is not installed")
 def test_every_triton_kernel_compiles_for_sm80_and_sm90_without_spills():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # (conftest sets it for this process)
     proc = subprocess.run([sys.executable, "-m", "kernels.triton_aot", "--arch", "80,90", "--json"], cwd=ROOT,
