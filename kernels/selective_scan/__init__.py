@@ -27,8 +27,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .chunked import (linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd,
-                      selective_scan_chunked_bwd_dt)
+from .chunked import linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd_dt
 from .naive import selective_scan_ref, selective_scan_ref_bwd
 
 __all__ = [
