@@ -29,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _dense_official(q, k, v, log_a, log_b):
+def dense_official(q, k, v, log_a, log_b):
     """The official ``MambaAttentionAllDouble`` computation (mask built as ``PathEmbeding2D`` does)."""
     import torch
 
@@ -85,7 +85,7 @@ def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int)
 
     def step():
         if impl == "dense":
-            out = _dense_official(q, k, v, log_a, log_b)
+            out = dense_official(q, k, v, log_a, log_b)
             out.backward(grad)
         elif impl == "sdpa":
             out = F.scaled_dot_product_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), scale=1.0)

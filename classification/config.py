@@ -16,7 +16,8 @@ import pathlib
 
 import yaml
 
-# (key, type, default, help).  type: one of bool, int, float, str, "list", "dict", "int_or_none".
+# (key, type, default, help).  type: one of bool, int, float, str, "list", "dict", "int_or_none", "backend"
+# (a string whose flag may stand alone, meaning "inductor").
 # A default of None means the key may be null.
 OPTIONS: list[tuple[str, object, object, str]] = [
     # model
@@ -83,6 +84,9 @@ OPTIONS: list[tuple[str, object, object, str]] = [
     ("sync_bn", bool, False, "SyncBatchNorm (CUDA multi-process only; BN with broadcast buffers otherwise)"),
     ("dist_eval", bool, False, "split the validation set over processes (exact: no padding)"),
     ("device", str, None, "cuda, cpu, ... (null = CUDA if available)"),
+    ("channels_last", bool, False, "channels_last memory format for the model and its input batches"),
+    ("torchcompile", "backend", None, "torch.compile the training model with this backend (flag alone: "
+     "inductor; null = eager), as timm's --torchcompile"),
     # run control
     ("seed", int, 0, "random seed (data randomness uses seed + rank)"),
     ("output_dir", str, None, "where log.txt and checkpoints go (null = output/classification/<model>__<config>)"),
@@ -198,6 +202,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             parser.add_argument(*flags, dest=key, type=_parse_mapping, help=help_text, **kw)
         elif typ == "int_or_none":
             parser.add_argument(*flags, dest=key, type=_nullable(int), help=help_text, **kw)
+        elif typ == "backend":
+            parser.add_argument(*flags, dest=key, nargs="?", const="inductor", type=_nullable(str),
+                                help=help_text, **kw)
         else:
             parser.add_argument(*flags, dest=key, type=_nullable(typ), help=help_text, **kw)
     return parser
@@ -219,7 +226,7 @@ def _check_value(key: str, value, source: str):
                 pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif typ is str:
+    elif typ is str or typ == "backend":
         ok = isinstance(value, str)
     elif typ == "list":
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)

@@ -58,6 +58,8 @@ def train_one_epoch(model, criterion, loader, optimizer, lr_scheduler, scaler, d
     for i, (samples, targets) in enumerate(loader):
         samples = samples.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        if args.channels_last:
+            samples = samples.contiguous(memory_format=torch.channels_last)
         if mixup_fn is not None:
             samples, targets = mixup_fn(samples, targets)
         is_update = (i + 1) % accum == 0 or i + 1 == num_batches
@@ -120,7 +122,7 @@ def train_one_epoch(model, criterion, loader, optimizer, lr_scheduler, scaler, d
 
 @torch.no_grad()
 def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distributed_eval: bool,
-             print_freq: int = 50, rank: int = 0, header: str = "Test:"):
+             print_freq: int = 50, rank: int = 0, header: str = "Test:", channels_last: bool = False):
     """Loss, top-1 and top-5 (percent) over the whole loader, summed exactly over processes if distributed."""
     model.eval()
     k5 = min(5, num_classes)
@@ -129,6 +131,8 @@ def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distrib
     for i, (images, targets) in enumerate(loader):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, amp_dtype):
             output = model(images)
         output = output.float()

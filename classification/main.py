@@ -203,6 +203,8 @@ def run(args, device, rank, world) -> dict:
             print("note: SyncBatchNorm needs CUDA; using BatchNorm (statistics per process, buffers "
                   "broadcast from rank 0 by DDP)", flush=True)
     model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     seed_all(args.seed + rank)  # data order is from the sampler's seed; augmentation differs per process
     amp_dtype, scaler = amp_setup(args, device, rank)
     loaders = build_loaders(args, train_set, val_set, rank, world)
@@ -224,6 +226,7 @@ def run(args, device, rank, world) -> dict:
             m_dev = next(m.parameters()).device
             s = evaluate(m, loaders["val"], m_dev, amp_dtype=amp_dtype if m_dev == device else None,
                          num_classes=num_classes, distributed_eval=distributed_eval, rank=rank,
+                         channels_last=args.channels_last,
                          header="Test:" if prefix == "test" else "Test (EMA):")
             stats.update({f"{prefix}_{k}": v for k, v in s.items()})
         return stats
@@ -309,6 +312,10 @@ def run(args, device, rank, world) -> dict:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=args.find_unused_parameters)
+    if args.torchcompile:
+        # after the DDP wrap, as timm's train.py: dynamo splits the graph at DDP's buckets; checkpoints and
+        # evaluation keep using the plain `model`
+        train_model = torch.compile(train_model, backend=args.torchcompile)
 
     writer = step_log = None
     if is_main:

@@ -291,6 +291,19 @@ def aot_configs():
                        constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bn, W)))
 
 
+def _launch(d: int, dv: int, half: bool, config: dict | None):
+    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, launch kwargs): :func:`_blocks`, or a tuning ``config`` with keys
+    BLOCK_M, BLOCK_N, num_warps and optionally num_stages (the GPU suite's tile sweep)."""
+    bm, bn, bd, bdv, warps = _blocks(d, dv, half)
+    if not config:
+        return bm, bn, bd, bdv, dict(num_warps=warps)
+    unknown = set(config) - {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages"}
+    if unknown:
+        raise ValueError(f"unknown launch config keys {sorted(unknown)}")
+    kw = {k: config[k] for k in ("num_warps", "num_stages") if config.get(k)}
+    return config.get("BLOCK_M", bm), config.get("BLOCK_N", bn), bd, bdv, {"num_warps": warps, **kw}
+
+
 def _half_dots(q, k, v) -> bool:
     """Whether the kernels run their dots in the inputs' half dtype (see the module docstring)."""
     dt = q.dtype
@@ -305,7 +318,7 @@ def _prefix(log_a, log_b):
     return ca, cb
 
 
-def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0):
+def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0, config: dict | None = None):
     b, n, h, w, d = q.shape
     dv = v.shape[-1]
     N = h * w
@@ -316,10 +329,10 @@ def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0):
     lse1 = torch.empty(b, n, N, device=q.device, dtype=torch.float32)
     lse2 = torch.empty_like(lse1)
     half = _half_dots(q, k, v)
-    bm, bn, bd, bdv, warps = _blocks(d, dv, half)
+    bm, bn, bd, bdv, launch = _launch(d, dv, half, config)
     grid = (triton.cdiv(N, bm), b * n)  # one program per query tile
     _fwd_kernel[grid](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv, float(scale),
-                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, num_warps=warps)
+                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, **launch)
     out = (0.5 * o1 + 0.5 * o2).to(q.dtype).view(b, n, h, w, dv)
     return out, o1, o2, lse1, lse2
 
@@ -337,7 +350,8 @@ def alert_not_deterministic(what: str) -> None:
         raise RuntimeError(msg)
 
 
-def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: float = 1.0):
+def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale: float = 1.0,
+                         config: dict | None = None):
     if q.is_cuda:  # (under the interpreter the atomics run in program order)
         alert_not_deterministic("polyline_attention(impl='triton') backward")
     b, n, h, w, d = q.shape
@@ -354,11 +368,11 @@ def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, sc
     dca = torch.zeros(b, n, h, w, device=q.device, dtype=torch.float32)
     dcb = torch.zeros_like(dca)
     half = _half_dots(q, k, v)
-    bm, bn, bd, bdv, warps = _blocks(d, dv, half)
+    bm, bn, bd, bdv, launch = _launch(d, dv, half, config)
     grid = (triton.cdiv(N, bn), b * n)  # one program per key tile
     _bwd_kernel[grid](qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb,
                       N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv,
-                      ROWS_Q=_rows(bm, w), ROWS_K=_rows(bn, w), HALF_DOTS=half, num_warps=warps)
+                      ROWS_Q=_rows(bm, w), ROWS_K=_rows(bn, w), HALF_DOTS=half, **launch)
     dla = _rev_cumsum(dca, -1)
     dlb = _rev_cumsum(dcb, -2)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dvv.view(v.shape).to(v.dtype),

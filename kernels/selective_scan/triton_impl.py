@@ -165,8 +165,9 @@ def _prep(u, delta, A, B, delta_bias):
     return u, delta, A, B, bias
 
 
-def selective_scan_triton_fwd(u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None):
-    """States h (b, D, N, L) fp32 (computed in fp32; returned as fp64 for fp64 inputs, like the other impls)."""
+def selective_scan_triton_fwd(u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None, num_warps=None):
+    """States h (b, D, N, L) fp32 (computed in fp32; returned as fp64 for fp64 inputs, like the other impls).
+    ``block_l`` / ``num_warps`` override the launch configuration (tests, the GPU suite's block sweep)."""
     u, delta, A, B, bias = _prep(u, delta, A, B, delta_bias)
     b, D, L = u.shape
     N = A.shape[1]
@@ -175,16 +176,17 @@ def selective_scan_triton_fwd(u, delta, A, B, delta_bias=None, delta_softplus=Tr
         return h
     block = block_l or _block(L)
     _scan_fwd_kernel[(b * D, N)](u, delta, A, B, bias, h, D, N, L, HAS_BIAS=delta_bias is not None,
-                                 SOFTPLUS=bool(delta_softplus), BLOCK_L=block, num_warps=_warps(block))
+                                 SOFTPLUS=bool(delta_softplus), BLOCK_L=block, num_warps=num_warps or _warps(block))
     return h.double() if u.dtype == torch.float64 else h
 
 
-def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None, h=None):
+def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus=True, block_l=None, h=None,
+                              num_warps=None):
     """(du, ddelta, dA, dB, ddelta_bias) for the upstream gradient g (b, D, N, L); ``h`` = the forward states
     when the caller kept them (recomputed when None)."""
     squeeze = B.dim() == 4
     if h is None:
-        h = selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus, block_l)
+        h = selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus, block_l, num_warps)
     h = h.float().contiguous()
     u_, delta_, A_, B_, bias = _prep(u, delta, A, B, delta_bias)
     b, D, L = u_.shape
@@ -199,7 +201,7 @@ def selective_scan_triton_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus
     if L > 0 and b * D > 0:
         _scan_bwd_kernel[(b * D,)](g.contiguous(), h, u_, delta_, A_, B_, bias, du, ddelta, dA, dB, dbias,
                                    D, N, L, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                                   BLOCK_L=block, num_warps=_warps(block))
+                                   BLOCK_L=block, num_warps=num_warps or _warps(block))
     dA, dB, dbias = dA.sum(0), dB.sum(1), dbias.sum(0)
     if squeeze:
         dB = dB.unsqueeze(1)

@@ -1,0 +1,70 @@
+"""Section 4, detection-size memory: the downstream backbones (``features_only=True, out_norm=True``) forward +
+backward at a 1344 x 800 input, batch 2, as in Mask R-CNN training: peak memory and time per step, ours
+against the same model with the official-style dense attention (PPMA-T) or the chunked torch scan
+(Spatial-Mamba-T; its sequential reference is far too slow at 67,200 tokens)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .common import Section, peak_mib, sync
+
+VARIANTS = (  # (model, label, model kwargs, autocast dtype)
+    ("ppma_tiny", "ours (triton), fp32", {}, None),
+    ("ppma_tiny", "ours (triton), bf16 autocast", {}, torch.bfloat16),
+    ("ppma_tiny", "dense reference attention, bf16 autocast", {"attn_impl": "reference"}, torch.bfloat16),
+    ("ppma_tiny", "dense reference attention, fp32", {"attn_impl": "reference"}, None),
+    ("spatial_mamba_tiny", "ours (triton scan), fp32", {}, None),
+    ("spatial_mamba_tiny", "ours (triton scan), bf16 autocast", {}, torch.bfloat16),
+    ("spatial_mamba_tiny", "torch chunked scan, bf16 autocast", {"scan_impl": "torch"}, torch.bfloat16),
+)
+
+
+def backbone_step(name: str, batch: int, hw: tuple[int, int], device, amp, **kwargs) -> dict:
+    import timm
+
+    import models  # noqa: F401  (registers the backbones)
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, features_only=True, out_norm=True, **kwargs).to(device).train()
+    x = torch.randn(batch, 3, *hw, device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            feats = model(x)
+        sum(f.float().square().mean() for f in feats).backward()
+        model.zero_grad(set_to_none=True)
+
+    step()
+    mem = peak_mib(step, device)
+    sync(device)
+    t0 = time.perf_counter()
+    step()
+    sync(device)
+    return {"peak_gib": None if mem is None else round(mem / 1024, 2),
+            "step_s": round(time.perf_counter() - t0, 3)}
+
+
+def run(sec: Section) -> None:
+    batch, hw = (1, (64, 96)) if sec.smoke else (2, (800, 1344))
+    res = {}
+    for name, label, kwargs, amp in VARIANTS:
+        if sec.smoke and amp is not None:
+            continue  # bf16 autocast on a CPU without bf16 units measures emulation, not the code
+        rec = sec.run(f"{name} {label} {hw[1]}x{hw[0]} b{batch}",
+                      lambda: backbone_step(name, batch, hw, sec.device, amp, **kwargs))
+        if rec and rec["status"] == "ok":
+            res[(name, label)] = rec
+
+    def ratio(name, ours, other):
+        a, b = res.get((name, ours)), res.get((name, other))
+        if not (a and b and a["peak_gib"] and b["peak_gib"]):
+            return {"status": "skip", "note": "a variant is missing"}
+        return {"ours/other peak mem": round(a["peak_gib"] / b["peak_gib"], 3),
+                "other/ours time": round(b["step_s"] / a["step_s"], 2)}
+
+    sec.run("ppma_tiny fp32: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[0][1], VARIANTS[3][1]))
+    sec.run("ppma_tiny bf16: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[1][1], VARIANTS[2][1]))
+    sec.run("spatial_mamba_tiny bf16: triton vs torch scan",
+            lambda: ratio("spatial_mamba_tiny", VARIANTS[5][1], VARIANTS[6][1]))
