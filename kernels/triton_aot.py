@@ -9,8 +9,9 @@ wheel), and reads the registers and spills from ``ptxas``'s report::
     python -m kernels.triton_aot                 # sm_80 and sm_90: registers, spills, shared memory
     python -m kernels.triton_aot --arch 90 --json
 
-A kernel that fails to compile, spills registers to local memory, or needs more shared memory than the
-target has per block is reported (exit status 1). Must run without ``TRITON_INTERPRET`` (the decorator then
+A kernel that fails to compile, spills more registers to local memory than its configuration allows
+(``max_spill``: zero unless a configuration was chosen by measured speed despite a small spill), or needs more
+shared memory than the target has per block is reported (exit status 1). Must run without ``TRITON_INTERPRET`` (the decorator then
 builds interpreted functions, which cannot be compiled); ``tests/test_triton_aot.py`` runs it in a child
 process.
 """
@@ -92,8 +93,10 @@ def compile_config(cfg: dict, arch: int) -> dict:
         row.update(ok=False, error="no ptxas report found (Triton did not print its ptxas log)")
         return row
     problems = []
-    if row["spill_stores"] or row["spill_loads"]:
-        problems.append(f"spills {row['spill_stores']} B stores / {row['spill_loads']} B loads")
+    spill = max(row["spill_stores"], row["spill_loads"])
+    if spill > cfg.get("max_spill", 0):
+        problems.append(f"spills {row['spill_stores']} B stores / {row['spill_loads']} B loads "
+                        f"(allowed {cfg.get('max_spill', 0)} B)")
     if row["shared"] > SHARED_LIMIT.get(arch, 48 * 1024):
         problems.append(f"shared memory {row['shared']} B > {SHARED_LIMIT.get(arch)} B")
     row["problems"] = problems

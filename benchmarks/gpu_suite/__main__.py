@@ -17,18 +17,19 @@ from .report import counts, read_records, write_report
 
 # name: (title, budget in s on a GPU, budget in s for --smoke, one-line description)
 SECTIONS = {
-    "correctness": ("1. Correctness on the device", 90, 240,
+    "correctness": ("1. Correctness on the device", 75, 240,
                     "Relative errors ||x - ref|| / ||ref|| against fp64 references, forward and every gradient."),
-    "kernels": ("2. Kernel speed and memory", 95, 120,
+    "kernels": ("2. Kernel speed and memory", 85, 120,
                 "Forward + backward; `ms` = median time, `peak_mib` = max_memory_allocated above the inputs; "
                 "ratios > 1 in `X/triton time` mean the Triton path is faster."),
-    "models": ("3. Whole-model training throughput", 100, 180,
-               "bf16 autocast, channels_last, fused AdamW; images/s of a training step and of inference."),
-    "detection": ("4. Detection-size backbone memory", 35, 120,
+    "models": ("3. Whole-model training throughput", 130, 180,
+               "bf16 autocast, channels_last, fused AdamW, cudnn.benchmark off (its autotuning took ~20 s per "
+               "model); images/s of a training step and of inference."),
+    "detection": ("4. Detection-size backbone memory", 40, 120,
                   "features_only + out_norm backbones, forward + backward of a 1344 x 800 batch of 2."),
-    "trainer": ("5. Trainer on the device", 95, 240,
+    "trainer": ("5. Trainer on the device", 170, 240,
                 "classification/main.py under torchrun on the embedded data; NCCL + DDP."),
-    "tiles": ("6. Triton launch-configuration sweep", 40, 120,
+    "tiles": ("6. Triton launch-configuration sweep", 50, 120,
               "Per-kernel times of each launch configuration; outputs compared with the default one's."),
 }
 GRACE_S = 30

@@ -250,17 +250,27 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
     tl.atomic_add(dcb_ptr + offs_n, dcbk, mask=mk)
 
 
-def _blocks(d: int, dv: int, half: bool):
-    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, num_warps). Chosen so that both kernels compile without register
-    spills on sm_80 and sm_90 for head dims <= 32 (PPMA's), as ``python -m kernels.triton_aot`` checks:
-    fp32 dots 32 x 32 tiles with 8 warps (4 warps spilled); tensor-core dots need more registers for their
-    operand layouts, so 32 queries x 16 keys with 4 warps (32 x 32 spilled 112-276 B in the backward)."""
+def _blocks(d: int, dv: int, half: bool, backward: bool, W: int):
+    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, num_warps, num_stages) of one kernel for images of width W.
+
+    Head dims <= 32 (PPMA's): the fastest launch configurations of the GPU suite's sweep on an H200 (N = 4200 as
+    60 x 70, B 8, 8 heads; ``benchmarks/GPU.md``): fp32 dots 32 x 32 tiles with 4 warps (1.4-1.5x faster than
+    8 warps); tensor-core dots 32 queries x 16 keys with 4 warps forward, and 64 x 32 with 4 warps and 2
+    pipeline stages backward (1.5x faster than 32 x 16). Some of these spill a little (``python -m
+    kernels.triton_aot`` reports it; :data:`_SPILL_ALLOWANCE`) and are faster anyway. They were measured with
+    the backward's row-grouped atomics, so narrower images, where the larger tiles span too many rows for that
+    (:func:`_rows`), keep the earlier spill-free choices, as do larger head dims (not measured on a GPU yet)."""
     bd = max(16, triton.next_power_of_2(d))
     bdv = max(16, triton.next_power_of_2(dv))
+    small = max(bd, bdv) <= 32
     if half:
-        return (32 if max(bd, bdv) <= 32 else 16), 16, bd, bdv, 4
+        if backward and small and _rows(64, W) and _rows(32, W):
+            return 64, 32, bd, bdv, 4, 2
+        return (32 if small else 16), 16, bd, bdv, 4, 3
+    if small and (not backward or _rows(32, W)):
+        return 32, 32, bd, bdv, 4, 3
     bm = 32 if max(bd, bdv) <= 64 else 16
-    return bm, bm, bd, bdv, 8
+    return bm, bm, bd, bdv, 8, 3
 
 
 # a row-grouped reduction of the backward's (row, column) terms pays while a tile spans at most this many rows
@@ -273,35 +283,44 @@ def _rows(block: int, W: int) -> int:
     return rows if rows <= _MAX_ROWS else 0
 
 
+# register spills (bytes, the larger of stores and loads, sm_80 and sm_90) accepted for the configurations of
+# _blocks chosen by measured speed, by (BLOCK_M, BLOCK_N, num_warps, half dots); every other configuration must
+# not spill. More than this is a regression that kernels.triton_aot reports.
+_SPILL_ALLOWANCE = {(32, 32, 4, False): 64, (64, 32, 4, True): 384}
+
+
 def aot_configs():
     """Launch configurations of the wrappers below, for :mod:`kernels.triton_aot` (GPU compile checks):
     head dim 32 (PPMA's full-mode stages), fp32 inputs (fp32 dots) and bf16 inputs (bf16 tensor-core dots);
-    the backward for image widths 84 (stage 3 of a 1344 x 800 detection input: 2 rows per tile), 14 (4 rows)
-    and 7 (per-entry atomics)."""
+    the backward for image widths 84 (stage 3 of a 1344 x 800 detection input), 70, 14 and 7."""
     for dtype in ("fp32", "bf16"):
         ptrs = {name: dtype for name in ("q_ptr", "k_ptr", "v_ptr")}
         half = dtype != "fp32"
-        bm, bn, bd, bdv, warps = _blocks(32, 32, half)
-        blocks = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half)
-        yield dict(name=f"polyline.fwd d32 {dtype}", kernel=_fwd_kernel, ptr_dtypes=ptrs,
-                   scalar_types=dict(scale="fp32"), constexprs=blocks, num_warps=warps)
-        for W in (84, 14, 7):
-            yield dict(name=f"polyline.bwd d32 W{W} {dtype}", kernel=_bwd_kernel, ptr_dtypes=ptrs,
-                       scalar_types=dict(scale="fp32"), num_warps=warps,
-                       constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bn, W)))
+        for W in (None, 84, 70, 14, 7):  # None: the forward (its tiles do not depend on W)
+            backward = W is not None
+            bm, bn, bd, bdv, warps, stages = _blocks(32, 32, half, backward, W or 1)
+            common = dict(ptr_dtypes=ptrs, scalar_types=dict(scale="fp32"), num_warps=warps, num_stages=stages,
+                          max_spill=_SPILL_ALLOWANCE.get((bm, bn, warps, half), 0))
+            blocks = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half)
+            if not backward:
+                yield dict(name=f"polyline.fwd d32 {dtype}", kernel=_fwd_kernel, constexprs=blocks, **common)
+            else:
+                yield dict(name=f"polyline.bwd d32 W{W} {dtype}", kernel=_bwd_kernel,
+                           constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bn, W)), **common)
 
 
-def _launch(d: int, dv: int, half: bool, config: dict | None):
+def _launch(d: int, dv: int, half: bool, backward: bool, W: int, config: dict | None):
     """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, launch kwargs): :func:`_blocks`, or a tuning ``config`` with keys
     BLOCK_M, BLOCK_N, num_warps and optionally num_stages (the GPU suite's tile sweep)."""
-    bm, bn, bd, bdv, warps = _blocks(d, dv, half)
+    bm, bn, bd, bdv, warps, stages = _blocks(d, dv, half, backward, W)
+    launch = dict(num_warps=warps, num_stages=stages)
     if not config:
-        return bm, bn, bd, bdv, dict(num_warps=warps)
+        return bm, bn, bd, bdv, launch
     unknown = set(config) - {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages"}
     if unknown:
         raise ValueError(f"unknown launch config keys {sorted(unknown)}")
-    kw = {k: config[k] for k in ("num_warps", "num_stages") if config.get(k)}
-    return config.get("BLOCK_M", bm), config.get("BLOCK_N", bn), bd, bdv, {"num_warps": warps, **kw}
+    launch.update({k: config[k] for k in ("num_warps", "num_stages") if config.get(k)})
+    return config.get("BLOCK_M", bm), config.get("BLOCK_N", bn), bd, bdv, launch
 
 
 def _half_dots(q, k, v) -> bool:
@@ -329,7 +348,7 @@ def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0, config: dict 
     lse1 = torch.empty(b, n, N, device=q.device, dtype=torch.float32)
     lse2 = torch.empty_like(lse1)
     half = _half_dots(q, k, v)
-    bm, bn, bd, bdv, launch = _launch(d, dv, half, config)
+    bm, bn, bd, bdv, launch = _launch(d, dv, half, False, w, config)
     grid = (triton.cdiv(N, bm), b * n)  # one program per query tile
     _fwd_kernel[grid](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv, float(scale),
                       BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, **launch)
@@ -368,7 +387,7 @@ def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, sc
     dca = torch.zeros(b, n, h, w, device=q.device, dtype=torch.float32)
     dcb = torch.zeros_like(dca)
     half = _half_dots(q, k, v)
-    bm, bn, bd, bdv, launch = _launch(d, dv, half, config)
+    bm, bn, bd, bdv, launch = _launch(d, dv, half, True, w, config)
     grid = (triton.cdiv(N, bn), b * n)  # one program per key tile
     _bwd_kernel[grid](qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb,
                       N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv,
