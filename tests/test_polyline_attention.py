@@ -232,11 +232,21 @@ def test_fvcore_handles():
 triton_only = pytest.mark.skipif(not triton_available(), reason="triton not installed")
 
 
+@pytest.fixture(params=["flat", "rows"])
+def triton_layout(request):
+    """Both tile layouts of the Triton kernels (flat token tiles; image-row segments)."""
+    from kernels.polyline_attention.triton_impl import use_layout
+
+    with use_layout(request.param):
+        yield request.param
+
+
 @pytest.mark.triton
 @triton_only
-# widths 7 and 5: per-entry atomics in the backward; 13 and 40: row-grouped sums (4 and 2 rows per tile)
+# flat layout: widths 7 and 5 per-entry atomics in the backward, 13 and 40 row-grouped sums (4 and 2 rows per
+# tile); row layout: 7, 5, 13 one padded segment per row, 40 two segments (32 + 8)
 @pytest.mark.parametrize("h,w,d,dv", [(3, 7, 8, 11), (1, 5, 4, 4), (3, 13, 8, 8), (2, 40, 4, 6)])
-def test_triton_matches_reference(h, w, d, dv):
+def test_triton_matches_reference(h, w, d, dv, triton_layout):
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     q, k, v, la, lb = (t.detach().float().to(dev).requires_grad_() for t in _inputs(1, 2, h, w, d, dv=dv))
     gout = torch.randn(1, 2, h, w, dv, device=dev)
@@ -252,7 +262,7 @@ def test_triton_matches_reference(h, w, d, dv):
 @pytest.mark.triton
 @triton_only
 @pytest.mark.parametrize("h,w", [(3, 7), (2, 40)])
-def test_triton_half_dots_match_reference(h, w):
+def test_triton_half_dots_match_reference(h, w, triton_layout):
     """fp16 inputs take the tensor-core path (fp16 dot operands, fp32 accumulation; bf16 takes it on GPUs):
     forward and every gradient against the fp32 reference on the same fp16-rounded inputs."""
     from kernels.polyline_attention.triton_impl import _half_dots

@@ -28,5 +28,6 @@ def test_every_triton_kernel_compiles_for_sm80_and_sm90_without_spills():
     assert not bad, "\n".join(f"sm_{r['arch']} {r['name']}: {r.get('error') or '; '.join(r['problems'])}" for r in bad)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {r["name"].split(" ")[0] for r in rows}
-    assert names == {"selective_scan.fwd", "selective_scan.bwd", "polyline.fwd", "polyline.bwd"}, names
+    assert names == {"selective_scan.fwd", "selective_scan.bwd", "polyline.fwd", "polyline.bwd", "polyline.rows.fwd",
+                     "polyline.rows.bwd"}, names
     assert {r["arch"] for r in rows} == {80, 90}

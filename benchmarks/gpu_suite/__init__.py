@@ -1,5 +1,5 @@
-"""The GPU suite: one prepared command that checks and measures, on one GPU in about 9 minutes (the sections'
-budgets add up to 550 s), what GPU users of this project depend on.
+"""The GPU suite: one prepared command that checks and measures, on one GPU in about 10 minutes (the sections'
+budgets add up to 590 s), what GPU users of this project depend on.
 
     python -m benchmarks.gpu_suite --out DIR            # on a CUDA machine
     python -m benchmarks.gpu_suite --out DIR --smoke    # the same code on CPU at tiny sizes (tests/CI)

@@ -19,7 +19,7 @@ from .report import counts, read_records, write_report
 SECTIONS = {
     "correctness": ("1. Correctness on the device", 75, 240,
                     "Relative errors ||x - ref|| / ||ref|| against fp64 references, forward and every gradient."),
-    "kernels": ("2. Kernel speed and memory", 85, 120,
+    "kernels": ("2. Kernel speed and memory", 95, 150,
                 "Forward + backward; `ms` = median time, `peak_mib` = max_memory_allocated above the inputs; "
                 "ratios > 1 in `X/triton time` mean the Triton path is faster."),
     "models": ("3. Whole-model training throughput", 130, 180,
@@ -29,7 +29,7 @@ SECTIONS = {
                   "features_only + out_norm backbones, forward + backward of a 1344 x 800 batch of 2."),
     "trainer": ("5. Trainer on the device", 170, 240,
                 "classification/main.py under torchrun on the embedded data; NCCL + DDP."),
-    "tiles": ("6. Triton launch-configuration sweep", 50, 120,
+    "tiles": ("6. Triton launch-configuration sweep", 80, 150,
               "Per-kernel times of each launch configuration; outputs compared with the default one's."),
 }
 GRACE_S = 30

@@ -4,11 +4,14 @@ Polyline attention fwd + bwd (full mode, 8 heads, head dim 32): ``dense`` (the o
 N x N mask through repeat / permute, two softmaxes, autograd; under autocast for half inputs, as the official
 AMP training ran it), ``flex`` (FlexAttention with that mask as a precomputed bias, once per softmax: what a
 user would try instead), ``sdpa`` (unmasked ``scaled_dot_product_attention``: FlashAttention for half inputs;
-a floor, it computes less), and this package's ``triton`` and ``torch`` paths.
+a floor, it computes less), and this package's ``triton`` (flat tiles, the default), ``triton-rows`` (tiles
+aligned to image rows) and ``torch`` paths.
 Selective scan fwd + bwd (fp32, d_state 1): ``triton`` vs the chunked ``torch`` path vs the sequential
 ``reference`` loop (a floor reference, timed once).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,7 @@ from benchmarks.bench_polyline_attention import dense_official
 
 from .common import Section, Skip, peak_mib, time_ms, time_once_ms
 
-POLY_IMPLS = ("triton", "torch", "dense", "flex", "sdpa")
+POLY_IMPLS = ("triton", "triton-rows", "torch", "dense", "flex", "sdpa")
 
 
 def _polyline_fn(impl: str, half: bool, device):
@@ -26,8 +29,9 @@ def _polyline_fn(impl: str, half: bool, device):
     def flat(t):
         return t.flatten(2, 3)
 
-    if impl in ("triton", "torch"):
-        return lambda q, k, v, la, lb: polyline_attention(q, k, v, la, lb, scale=1.0, impl=impl)
+    if impl in ("triton", "torch", "triton-rows"):  # (the row layout is switched on around the whole step)
+        op_impl = "triton" if impl == "triton-rows" else impl
+        return lambda q, k, v, la, lb: polyline_attention(q, k, v, la, lb, scale=1.0, impl=op_impl)
     if impl == "dense":
         def dense(q, k, v, la, lb):
             with torch.autocast(device.type, dtype=q.dtype, enabled=half):
@@ -55,8 +59,29 @@ def _polyline_fn(impl: str, half: bool, device):
     return torch.compile(flex, dynamic=False)
 
 
-def polyline_speed(h: int, w: int, batch: int, heads: int, d: int, dtype, impl: str, device) -> dict:
+class _Reusable:
+    """A context manager made afresh on every ``with`` (a generator-based one can be entered only once)."""
+
+    def __init__(self, factory):
+        self.factory, self.active = factory, []
+
+    def __enter__(self):
+        cm = self.factory()
+        self.active.append(cm)
+        return cm.__enter__()
+
+    def __exit__(self, *exc):
+        return self.active.pop().__exit__(*exc)
+
+
+def polyline_speed(h: int, w: int, batch: int, heads: int, d: int, dtype, impl: str, device,
+                   profile: bool = False) -> dict:
     fn = _polyline_fn(impl, dtype != torch.float32, device)
+    layout = contextlib.nullcontext()
+    if impl == "triton-rows":
+        from kernels.polyline_attention.triton_impl import use_layout
+
+        layout = _Reusable(lambda: use_layout("rows"))
     gen = torch.Generator(device=device).manual_seed(0)
     qkv = [torch.randn(batch, heads, h, w, d, device=device, generator=gen).to(dtype).requires_grad_()
            for _ in range(3)]
@@ -66,11 +91,14 @@ def polyline_speed(h: int, w: int, batch: int, heads: int, d: int, dtype, impl: 
     g = torch.randn(batch, heads, h * w, d, device=device, generator=gen).to(dtype)
 
     def step():
-        out = fn(*leaves)
-        out.backward(g.view_as(out))
+        with layout:  # forward and backward
+            out = fn(*leaves)
+            out.backward(g.view_as(out))
         for t in leaves:
             t.grad = None
 
+    if profile:
+        return profile_step(step, device)
     mem = peak_mib(step, device)
     ms = time_ms(step, device)
     return {"ms": round(ms, 3), "peak_mib": None if mem is None else round(mem, 1)}
@@ -80,7 +108,7 @@ def _ratios(res: dict) -> dict:
     """The goals of the issue: triton vs dense (time, memory), vs FlashAttention and vs FlexAttention."""
     t = res.get("triton")
     out = {}
-    for other in ("dense", "flex", "sdpa", "torch"):
+    for other in ("dense", "flex", "sdpa", "torch", "triton-rows"):
         o = res.get(other)
         if t and o:
             out[f"{other}/triton time"] = round(o["ms"] / t["ms"], 2)
@@ -89,7 +117,7 @@ def _ratios(res: dict) -> dict:
     return out
 
 
-def scan_speed(b: int, D: int, L: int, impl: str, device) -> dict:
+def scan_speed(b: int, D: int, L: int, impl: str, device, profile: bool = False) -> dict:
     from kernels.selective_scan import selective_scan, selective_scan_ref
 
     gen = torch.Generator(device=device).manual_seed(0)
@@ -104,9 +132,34 @@ def scan_speed(b: int, D: int, L: int, impl: str, device) -> dict:
         for t in leaves:
             t.grad = None
 
+    if profile:
+        return profile_step(step, device)
     mem = peak_mib(step, device)
     ms = time_once_ms(step, device) if impl == "reference" else time_ms(step, device)
     return {"ms": round(ms, 3), "peak_mib": None if mem is None else round(mem, 1)}
+
+
+def profile_step(step, device, steps: int = 5, top: int = 8) -> dict:
+    """Where a step's time goes (torch.profiler): total CPU and device time per step and the ops with the most
+    self time on each side, so launch-bound cases show their Python / dispatch overhead."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize() if device.type == "cuda" else None
+    events = prof.key_averages()
+    dev_attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+
+    def top_by(attr):
+        rows = sorted(events, key=lambda e: getattr(e, attr, 0), reverse=True)[:top]
+        return "; ".join(f"{e.key[:60]} {getattr(e, attr, 0) / steps / 1e3:.3f} ms x{e.count // steps}" for e in rows)
+
+    return {"cpu_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / steps / 1e3, 3),
+            "device_ms_per_step": round(sum(getattr(e, dev_attr, 0) for e in events) / steps / 1e3, 3),
+            "top_cpu": top_by("self_cpu_time_total"), "top_device": top_by(dev_attr)}
 
 
 def _run_group(sec: Section, label: str, impls, case_fn) -> dict:
@@ -130,6 +183,9 @@ def run(sec: Section) -> None:
         res = _run_group(sec, label, impls,
                          lambda impl: polyline_speed(h, w, batch, heads, d, dtype, impl, dev))
         sec.run(f"{label} ratios", lambda: {**_ratios(res), "status": "ok" if "triton" in res else "error"})
+        if (h, w, dname) == cases[0][:2] + ("bf16",):  # where the time goes, once
+            sec.run(f"{label} triton profile", lambda: polyline_speed(h, w, batch, heads, d, dtype, "triton", dev,
+                                                                      profile=True))
     scan_cases = [(1, 4, 64)] if smoke else [(2, 128, 3136), (2, 512, 196), (16, 192, 3136)]
     for b, D, L in scan_cases:
         label = f"scan fwd+bwd b={b} Di={D} L={L}"
@@ -139,3 +195,4 @@ def run(sec: Section) -> None:
         sec.run(f"{label} ratios", lambda: {
             **{f"{o}/triton time": round(res[o]["ms"] / t["ms"], 1) for o in ("torch", "reference") if o in res},
             "status": "ok"} if t else {"status": "error", "note": "no triton result"})
+        sec.run(f"{label} triton profile", lambda: scan_speed(b, D, L, "triton", dev, profile=True))

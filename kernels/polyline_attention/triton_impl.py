@@ -8,6 +8,10 @@ Per (query tile, key tile) with flat indices p -> (i, j) = (p // W, p % W) the k
 ``ca[iq, jq], ca[iq, jk], cb[iq, jk], cb[ik, jk]`` (for M) and ``ca[ik, jk], ca[ik, jq], cb[ik, jq],
 cb[iq, jq]`` (for M^T), so any tiling of the flat token axis works (H, W arbitrary).
 
+Two tile layouts: ``"flat"`` (this module's kernels, the default) and ``"rows"`` (:mod:`.triton_rows`: tiles
+are segments of one image row, so the prefix-sum gathers below become 1-D loads); :func:`use_layout` switches,
+the GPU suite times both.
+
 Backward: one program per key tile loops over all query tiles, accumulates dk, dv in registers, and adds
 dq and the prefix-sum gradients (dca, dcb) with atomics (so dq, d log_a, d log_b are not bitwise
 deterministic on a GPU); the terms indexed by (query row, key column) and (key row, query column) are summed
@@ -23,6 +27,7 @@ are right there, which is how the half path is tested on CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -30,8 +35,9 @@ import triton
 import triton.language as tl
 
 from .tiled import _rev_cumsum
+from .triton_rows import rows_backward_kernel, rows_forward_kernel
 
-__all__ = ["triton_full_backward", "triton_full_forward"]
+__all__ = ["LAYOUTS", "triton_full_backward", "triton_full_forward", "use_layout"]
 
 
 @triton.jit
@@ -284,9 +290,12 @@ def _rows(block: int, W: int) -> int:
 
 
 # register spills (bytes, the larger of stores and loads, sm_80 and sm_90) accepted for the configurations of
-# _blocks chosen by measured speed, by (BLOCK_M, BLOCK_N, num_warps, half dots); every other configuration must
-# not spill. More than this is a regression that kernels.triton_aot reports.
-_SPILL_ALLOWANCE = {(32, 32, 4, False): 64, (64, 32, 4, True): 384}
+# _blocks chosen by measured speed, by (BLOCK_M, BLOCK_N, num_warps, half dots), and for the row layout by
+# ("rows", segment, half dots); every other configuration must not spill. More than this is a regression that
+# kernels.triton_aot reports.
+_SPILL_ALLOWANCE = {(32, 32, 4, False): 64, (64, 32, 4, True): 384,
+                    # the row layout's 32-column backward (4 or 8 warps alike) until a GPU run measures it
+                    ("rows", 32, False): 96, ("rows", 32, True): 192}
 
 
 def aot_configs():
@@ -307,20 +316,55 @@ def aot_configs():
             else:
                 yield dict(name=f"polyline.bwd d32 W{W} {dtype}", kernel=_bwd_kernel,
                            constexprs=dict(blocks, ROWS_Q=_rows(bm, W), ROWS_K=_rows(bn, W)), **common)
+        for W in (84, 70):  # the row layout: segments of 32 and 16 columns
+            bm, bn, bd, bdv, warps, stages = _row_blocks(32, 32, W)
+            common = dict(ptr_dtypes=ptrs, scalar_types=dict(scale="fp32"), num_warps=warps, num_stages=stages,
+                          max_spill=_SPILL_ALLOWANCE.get(("rows", bm, half), 0),
+                          constexprs=dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half))
+            yield dict(name=f"polyline.rows.fwd d32 W{W} {dtype}", kernel=rows_forward_kernel, **common)
+            yield dict(name=f"polyline.rows.bwd d32 W{W} {dtype}", kernel=rows_backward_kernel, **common)
+
+
+LAYOUTS = ("flat", "rows")
+_layout = {"default": "flat"}  # the flat tiles are the measured default; see use_layout()
+
+
+@contextlib.contextmanager
+def use_layout(layout: str):
+    """Runs the Triton kernels with another tile layout inside the block (the GPU suite times both):
+    ``"flat"`` (:func:`_fwd_kernel`, :func:`_bwd_kernel`) or ``"rows"`` (:mod:`.triton_rows`)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    before, _layout["default"] = _layout["default"], layout
+    try:
+        yield
+    finally:
+        _layout["default"] = before
+
+
+def _row_blocks(d: int, dv: int, W: int):
+    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, num_warps, num_stages) of the row layout: segments of 16 or 32
+    columns (the smaller one when it pads a row less), 4 warps; not yet measured on a GPU."""
+    bd = max(16, triton.next_power_of_2(d))
+    bdv = max(16, triton.next_power_of_2(dv))
+    seg = 16 if triton.cdiv(W, 16) * 16 < triton.cdiv(W, 32) * 32 or max(bd, bdv) > 32 else 32
+    return seg, seg, bd, bdv, 4, 3
 
 
 def _launch(d: int, dv: int, half: bool, backward: bool, W: int, config: dict | None):
-    """(BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, launch kwargs): :func:`_blocks`, or a tuning ``config`` with keys
-    BLOCK_M, BLOCK_N, num_warps and optionally num_stages (the GPU suite's tile sweep)."""
-    bm, bn, bd, bdv, warps, stages = _blocks(d, dv, half, backward, W)
-    launch = dict(num_warps=warps, num_stages=stages)
-    if not config:
-        return bm, bn, bd, bdv, launch
-    unknown = set(config) - {"BLOCK_M", "BLOCK_N", "num_warps", "num_stages"}
+    """(layout, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, launch kwargs): the layout's defaults, overridden by a
+    tuning ``config`` (keys layout, BLOCK_M, BLOCK_N, num_warps, num_stages; the GPU suite's sweep)."""
+    config = config or {}
+    unknown = set(config) - {"layout", "BLOCK_M", "BLOCK_N", "num_warps", "num_stages"}
     if unknown:
         raise ValueError(f"unknown launch config keys {sorted(unknown)}")
-    launch.update({k: config[k] for k in ("num_warps", "num_stages") if config.get(k)})
-    return config.get("BLOCK_M", bm), config.get("BLOCK_N", bn), bd, bdv, launch
+    layout = config.get("layout") or _layout["default"]
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    pick = _row_blocks(d, dv, W) if layout == "rows" else _blocks(d, dv, half, backward, W)
+    bm, bn, bd, bdv, warps, stages = pick
+    launch = dict(num_warps=config.get("num_warps") or warps, num_stages=config.get("num_stages") or stages)
+    return layout, config.get("BLOCK_M") or bm, config.get("BLOCK_N") or bn, bd, bdv, launch
 
 
 def _half_dots(q, k, v) -> bool:
@@ -348,10 +392,15 @@ def triton_full_forward(q, k, v, log_a, log_b, scale: float = 1.0, config: dict 
     lse1 = torch.empty(b, n, N, device=q.device, dtype=torch.float32)
     lse2 = torch.empty_like(lse1)
     half = _half_dots(q, k, v)
-    bm, bn, bd, bdv, launch = _launch(d, dv, half, False, w, config)
-    grid = (triton.cdiv(N, bm), b * n)  # one program per query tile
-    _fwd_kernel[grid](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv, float(scale),
-                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, **launch)
+    layout, bm, bn, bd, bdv, launch = _launch(d, dv, half, False, w, config)
+    blocks = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, **launch)
+    if layout == "rows":  # one program per query row segment
+        seg_q, seg_k = triton.cdiv(w, bm), triton.cdiv(w, bn)
+        rows_forward_kernel[(h * seg_q, b * n)](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, h, w, d, dv, float(scale),
+                                                seg_q, seg_k, **blocks)
+    else:  # one program per query tile
+        _fwd_kernel[(triton.cdiv(N, bm), b * n)](qf, kf, vf, ca, cb, o1, o2, lse1, lse2, N, w, d, dv,
+                                                 float(scale), **blocks)
     out = (0.5 * o1 + 0.5 * o2).to(q.dtype).view(b, n, h, w, dv)
     return out, o1, o2, lse1, lse2
 
@@ -387,11 +436,15 @@ def triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, sc
     dca = torch.zeros(b, n, h, w, device=q.device, dtype=torch.float32)
     dcb = torch.zeros_like(dca)
     half = _half_dots(q, k, v)
-    bm, bn, bd, bdv, launch = _launch(d, dv, half, True, w, config)
-    grid = (triton.cdiv(N, bn), b * n)  # one program per key tile
-    _bwd_kernel[grid](qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb,
-                      N, w, d, dv, float(scale), BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv,
-                      ROWS_Q=_rows(bm, w), ROWS_K=_rows(bn, w), HALF_DOTS=half, **launch)
+    layout, bm, bn, bd, bdv, launch = _launch(d, dv, half, True, w, config)
+    blocks = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=bd, BLOCK_DV=bdv, HALF_DOTS=half, **launch)
+    args = (qf, kf, vf, ca, cb, go, lse1, lse2, d1, d2, dq, dk, dvv, dca, dcb)
+    if layout == "rows":  # one program per key row segment
+        seg_q, seg_k = triton.cdiv(w, bm), triton.cdiv(w, bn)
+        rows_backward_kernel[(h * seg_k, b * n)](*args, h, w, d, dv, float(scale), seg_q, seg_k, **blocks)
+    else:  # one program per key tile
+        _bwd_kernel[(triton.cdiv(N, bn), b * n)](*args, N, w, d, dv, float(scale), ROWS_Q=_rows(bm, w),
+                                                 ROWS_K=_rows(bn, w), **blocks)
     dla = _rev_cumsum(dca, -1)
     dlb = _rev_cumsum(dcb, -2)
     return (dq.view(q.shape).to(q.dtype), dk.view(k.shape).to(k.dtype), dvv.view(v.shape).to(v.dtype),
