@@ -36,6 +36,7 @@ import triton.language as tl
 
 from .tiled import _rev_cumsum
 from .triton_rows import rows_backward_kernel, rows_forward_kernel
+from .triton_tiles import backward_pair, dot, load_query_side, load_tile, softmax_pair_step, store_forward
 
 __all__ = ["LAYOUTS", "triton_full_backward", "triton_full_forward", "use_layout"]
 
@@ -73,8 +74,7 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, l
     jq = offs_m % W
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=mq[:, None] & (offs_d[None, :] < D),
-                other=0.0)
+    q = load_tile(q_ptr, offs_m, mq, offs_d, D)
     if not HALF_DOTS:
         q = q.to(tl.float32)
     caq = tl.load(ca_ptr + offs_m, mask=mq, other=0.0)
@@ -88,46 +88,20 @@ def _fwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, o1_ptr, o2_ptr, lse1_ptr, l
     for start_n in range(0, N, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mk = offs_n < N
-        ik = offs_n // W
-        jk = offs_n % W
-        k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=mk[:, None] & (offs_d[None, :] < D),
-                    other=0.0)
-        v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=mk[:, None] & (offs_dv[None, :] < DV),
-                    other=0.0)
-        cak = tl.load(ca_ptr + offs_n, mask=mk, other=0.0)
-        cbk = tl.load(cb_ptr + offs_n, mask=mk, other=0.0)
-        if HALF_DOTS:
-            s = tl.dot(q, tl.trans(k)) * scale
-        else:
+        k = load_tile(k_ptr, offs_n, mk, offs_d, D)
+        v = load_tile(v_ptr, offs_n, mk, offs_dv, DV)
+        if not HALF_DOTS:
             k = k.to(tl.float32)
             v = v.to(tl.float32)
-            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
-        mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk)
-        s1 = tl.where(mk[None, :], s + mask1, float("-inf"))
-        s2 = tl.where(mk[None, :], s + mask2, float("-inf"))
-        n1 = tl.maximum(m_1, tl.max(s1, 1))
-        n2 = tl.maximum(m_2, tl.max(s2, 1))
-        p1 = tl.exp(s1 - n1[:, None])
-        p2 = tl.exp(s2 - n2[:, None])
-        c1 = tl.exp(m_1 - n1)
-        c2 = tl.exp(m_2 - n2)
-        l_1 = l_1 * c1 + tl.sum(p1, 1)
-        l_2 = l_2 * c2 + tl.sum(p2, 1)
-        if HALF_DOTS:  # probabilities in the inputs' dtype, fp32 accumulation (as flash attention)
-            acc1 = acc1 * c1[:, None] + tl.dot(p1.to(v.dtype), v)
-            acc2 = acc2 * c2[:, None] + tl.dot(p2.to(v.dtype), v)
-        else:
-            acc1 = acc1 * c1[:, None] + tl.dot(p1, v, input_precision="ieee")
-            acc2 = acc2 * c2[:, None] + tl.dot(p2, v, input_precision="ieee")
-        m_1 = n1
-        m_2 = n2
-    acc1 = acc1 / l_1[:, None]
-    acc2 = acc2 / l_2[:, None]
-    omask = mq[:, None] & (offs_dv[None, :] < DV)
-    tl.store(o1_ptr + bh * N * DV + offs_m[:, None] * DV + offs_dv[None, :], acc1, mask=omask)
-    tl.store(o2_ptr + bh * N * DV + offs_m[:, None] * DV + offs_dv[None, :], acc2, mask=omask)
-    tl.store(lse1_ptr + bh * N + offs_m, m_1 + tl.log(l_1), mask=mq)
-    tl.store(lse2_ptr + bh * N + offs_m, m_2 + tl.log(l_2), mask=mq)
+        cak = tl.load(ca_ptr + offs_n, mask=mk, other=0.0)
+        cbk = tl.load(cb_ptr + offs_n, mask=mk, other=0.0)
+        s = dot(q, tl.trans(k), HALF_DOTS) * scale
+        mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, offs_n // W, offs_n % W, mq, mk,
+                                                      caq, cbq, cak, cbk)
+        m_1, m_2, l_1, l_2, acc1, acc2 = softmax_pair_step(s, mask1, mask2, mk, v, m_1, m_2, l_1, l_2, acc1, acc2,
+                                                           HALF_DOTS)
+    store_forward(o1_ptr + bh * N * DV, o2_ptr + bh * N * DV, lse1_ptr + bh * N, lse2_ptr + bh * N, offs_m, mq,
+                  offs_dv, DV, acc1, acc2, m_1, m_2, l_1, l_2)
 
 
 @triton.jit
@@ -161,8 +135,8 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
     offs_dv = tl.arange(0, BLOCK_DV)
     kmask = mk[:, None] & (offs_d[None, :] < D)
     vmask = mk[:, None] & (offs_dv[None, :] < DV)
-    k = tl.load(k_ptr + offs_n[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
-    v = tl.load(v_ptr + offs_n[:, None] * DV + offs_dv[None, :], mask=vmask, other=0.0)
+    k = load_tile(k_ptr, offs_n, mk, offs_d, D)
+    v = load_tile(v_ptr, offs_n, mk, offs_dv, DV)
     if not HALF_DOTS:
         k = k.to(tl.float32)
         v = v.to(tl.float32)
@@ -178,41 +152,15 @@ def _bwd_kernel(q_ptr, k_ptr, v_ptr, ca_ptr, cb_ptr, do_ptr, lse1_ptr, lse2_ptr,
         iq = offs_m // W
         jq = offs_m % W
         qmask = mq[:, None] & (offs_d[None, :] < D)
-        q = tl.load(q_ptr + offs_m[:, None] * D + offs_d[None, :], mask=qmask, other=0.0)
-        do = tl.load(do_ptr + offs_m[:, None] * DV + offs_dv[None, :], mask=mq[:, None] & (offs_dv[None, :] < DV),
-                     other=0.0)
-        if HALF_DOTS:
-            do = do.to(v.dtype)
-        else:
-            q = q.to(tl.float32)
-        caq = tl.load(ca_ptr + offs_m, mask=mq, other=0.0)
-        cbq = tl.load(cb_ptr + offs_m, mask=mq, other=0.0)
-        lse1 = tl.load(lse1_ptr + offs_m, mask=mq, other=0.0)
-        lse2 = tl.load(lse2_ptr + offs_m, mask=mq, other=0.0)
-        d1 = tl.load(d1_ptr + offs_m, mask=mq, other=0.0)
-        d2 = tl.load(d2_ptr + offs_m, mask=mq, other=0.0)
-        if HALF_DOTS:
-            s = tl.dot(q, tl.trans(k)) * scale
-        else:
-            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        q, do, caq, cbq, lse1, lse2, d1, d2 = load_query_side(q_ptr, do_ptr, ca_ptr, cb_ptr, lse1_ptr, lse2_ptr,
+                                                              d1_ptr, d2_ptr, offs_m, mq, offs_d, offs_dv, D, DV, v,
+                                                              HALF_DOTS)
+        s = dot(q, tl.trans(k), HALF_DOTS) * scale
         mask1, mask2, sgn_j, sgn_i, m2d = _tile_masks(ca_ptr, cb_ptr, W, iq, jq, ik, jk, mq, mk, caq, cbq, cak, cbk)
-        p1 = tl.where(m2d, tl.exp(s + mask1 - lse1[:, None]), 0.0)
-        p2 = tl.where(m2d, tl.exp(s + mask2 - lse2[:, None]), 0.0)
-        if HALF_DOTS:  # operands in the inputs' dtype, fp32 accumulation
-            dp = tl.dot(do, tl.trans(v))
-            dv += tl.dot(tl.trans((p1 + p2).to(v.dtype)), do) * 0.5
-        else:
-            dp = tl.dot(do, tl.trans(v), input_precision="ieee")
-            dv += tl.dot(tl.trans(p1 + p2), do, input_precision="ieee") * 0.5
-        g1 = p1 * (dp - d1[:, None]) * 0.5
-        g2 = p2 * (dp - d2[:, None]) * 0.5
-        ds = g1 + g2
-        if HALF_DOTS:
-            dk += tl.dot(tl.trans(ds.to(q.dtype)), q) * scale
-            dq = tl.dot(ds.to(k.dtype), k) * scale
-        else:
-            dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
-            dq = tl.dot(ds, k, input_precision="ieee") * scale
+        dv_t, dk_t, dq, g1, g2 = backward_pair(q, k, v, do, s, mask1, mask2, m2d, lse1, lse2, d1, d2, scale,
+                                               HALF_DOTS)
+        dv += dv_t
+        dk += dk_t
         tl.atomic_add(dq_ptr + offs_m[:, None] * D + offs_d[None, :], dq, mask=qmask)
         # M = (ca[iq,jq] - ca[iq,jk]) sj + (cb[iq,jk] - cb[ik,jk]) si
         # M^T = (ca[ik,jq] - ca[ik,jk]) sj + (cb[iq,jq] - cb[ik,jq]) si
