@@ -1,5 +1,5 @@
-"""The GPU suite: one prepared command that checks and measures, on one GPU in about 10 minutes (the sections'
-budgets add up to 590 s), what GPU users of this project depend on.
+"""The GPU suite: one prepared command that checks and measures, on one GPU in about 11 minutes (the sections'
+budgets add up to 620 s), what GPU users of this project depend on.
 
     python -m benchmarks.gpu_suite --out DIR            # on a CUDA machine
     python -m benchmarks.gpu_suite --out DIR --smoke    # the same code on CPU at tiny sizes (tests/CI)
@@ -15,7 +15,8 @@ still running 30 s after it is killed):
    unmasked SDPA / FlashAttention; the scan vs the chunked torch path and the sequential loop. Time + memory.
 3. ``models``: training and inference images/s and training peak memory of every tiny and small model
    (bf16 autocast, channels_last, batch 128, 224^2), eager and under ``torch.compile``.
-4. ``detection``: PPMA-T and Spatial-Mamba-T backbone fwd + bwd memory at 1344 x 800, batch 2.
+4. ``detection``: PPMA-T and Spatial-Mamba-T backbone fwd + bwd memory at 1344 x 800, batch 2; every
+   family's backbone finite (outputs, gradients) under bf16 and fp16 autocast at 1216 x 800.
 5. ``trainer``: ``classification/main.py`` under torchrun with AMP fp16 / bf16, channels_last,
    ``--torchcompile`` and a resume; a one-process NCCL group with DDP.
 6. ``tiles``: launch-configuration sweep of the Triton kernels (tuning data).

@@ -25,8 +25,9 @@ SECTIONS = {
     "models": ("3. Whole-model training throughput", 130, 180,
                "bf16 autocast, channels_last, fused AdamW, cudnn.benchmark off (its autotuning took ~20 s per "
                "model); images/s of a training step and of inference."),
-    "detection": ("4. Detection-size backbone memory", 40, 120,
-                  "features_only + out_norm backbones, forward + backward of a 1344 x 800 batch of 2."),
+    "detection": ("4. Detection-size backbones: memory and numerical safety", 70, 120,
+                  "features_only + out_norm backbones, forward + backward of a 1344 x 800 batch of 2; every "
+                  "family finite under bf16 / fp16 autocast at 1216 x 800."),
     "trainer": ("5. Trainer on the device", 170, 240,
                 "classification/main.py under torchrun on the embedded data; NCCL + DDP."),
     "tiles": ("6. Triton launch-configuration sweep", 80, 150,

@@ -1,7 +1,8 @@
 """Section 4, detection-size memory: the downstream backbones (``features_only=True, out_norm=True``) forward +
 backward at a 1344 x 800 input, batch 2, as in Mask R-CNN training: peak memory and time per step, ours
 against the same model with the official-style dense attention (PPMA-T) or the chunked torch scan
-(Spatial-Mamba-T; its sequential reference is far too slow at 67,200 tokens)."""
+(Spatial-Mamba-T; its sequential reference is far too slow at 67,200 tokens). Then every family's tiny
+backbone at 1216 x 800 under bf16 and fp16 autocast: outputs and gradients must be finite."""
 from __future__ import annotations
 
 import time
@@ -46,6 +47,31 @@ def backbone_step(name: str, batch: int, hw: tuple[int, int], device, amp, **kwa
             "step_s": round(time.perf_counter() - t0, 3)}
 
 
+FAMILIES = ("ppma_tiny", "p2t_tiny", "pacavit_tiny", "mpvit_tiny", "spatial_mamba_tiny")
+
+
+def finite_case(name: str, batch: int, hw: tuple[int, int], device, amp) -> dict:
+    """Numerical safety at the size detectors train at: the backbone's outputs and every parameter gradient
+    finite under half-precision autocast (fp16 overflows where bf16 does not)."""
+    import timm
+
+    import models  # noqa: F401  (registers the backbones)
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, features_only=True, **({"out_norm": True} if name.startswith(("ppma", "spatial"))
+                                                           else {})).to(device).train()
+    x = torch.randn(batch, 3, *hw, device=device)
+    with torch.autocast(device.type, dtype=amp):
+        feats = model(x)
+    loss = sum(f.float().square().mean() for f in feats)
+    loss.backward()
+    bad_out = [i for i, f in enumerate(feats) if not torch.isfinite(f).all()]
+    bad_grad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    return {"outputs_finite": not bad_out, "grads_finite": not bad_grad, "loss": round(loss.item(), 4),
+            "note": (f"non-finite outputs {bad_out}; grads {bad_grad[:4]}" if bad_out or bad_grad else ""),
+            "status": "ok" if not (bad_out or bad_grad) else "fail"}
+
+
 def run(sec: Section) -> None:
     batch, hw = (1, (64, 96)) if sec.smoke else (2, (800, 1344))
     res = {}
@@ -66,6 +92,11 @@ def run(sec: Section) -> None:
         return {"ours/other peak mem": round(a["peak_gib"] / b["peak_gib"], 3),
                 "other/ours time": round(b["step_s"] / a["step_s"], 2)}
 
+    if not sec.smoke:  # (on CPU half autocast is emulated: slow and not what detectors train with)
+        for name in FAMILIES:
+            for amp in (torch.bfloat16, torch.float16):
+                sec.run(f"{name} finite under {str(amp)[6:]} autocast, 1216x800 b1",
+                        lambda: finite_case(name, 1, (800, 1216), sec.device, amp))
     sec.run("ppma_tiny fp32: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[0][1], VARIANTS[3][1]))
     sec.run("ppma_tiny bf16: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[1][1], VARIANTS[2][1]))
     sec.run("spatial_mamba_tiny bf16: triton vs torch scan",
