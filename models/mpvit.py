@@ -211,8 +211,10 @@ class FactorAttnConvRelPosEnc(nn.Module):
     def forward(self, x, size: Tuple[int, int], crpe: ConvRelPosEnc):
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        context = k.softmax(dim=2).transpose(-1, -2) @ v  # (B, h, d, d)
-        x = self.scale * (q @ context) + crpe(q, v, size)
+        # einsums with the official equations (not the equal matmuls): fvcore counts an einsum through numpy's
+        # einsum_path, rounded to 4 significant digits, so only the same ops give the official FLOP count
+        context = torch.einsum("b h n k, b h n v -> b h k v", k.softmax(dim=2), v)  # (B, h, d, d)
+        x = self.scale * torch.einsum("b h n k, b h k v -> b h n v", q, context) + crpe(q, v, size)
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
 

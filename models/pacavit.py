@@ -198,7 +198,10 @@ class PaCaAttention(nn.Module):
                 z = self.clustering(x, H, W).softmax(dim=-1)  # (B, M, N): softmax over the patches
             elif z is None:
                 raise ValueError("this PaCa block has no clustering module and needs the cluster assignment z")
-            c = torch.bmm(z, x)  # (B, M, C): clusters are convex combinations of the patches
+            # (B, M, C): clusters are convex combinations of the patches. einsum with the official equation (not
+            # bmm, the same product): fvcore counts an einsum through numpy's einsum_path, rounded to 4 significant
+            # digits, so only the same op gives the official FLOP count to the unit.
+            c = torch.einsum("bmn,bnc->bmc", z, x)
             if self.cluster_pos_enc is not None:
                 c = c + self.cluster_pos_enc
             c = self.cluster_norm(c)
