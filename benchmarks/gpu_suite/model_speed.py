@@ -1,6 +1,6 @@
-"""Section 3, whole-model throughput: images/s of inference and of a training step (forward, cross-entropy,
-backward, fused AdamW step) and the training step's peak memory, under bf16 autocast (fp32 in --smoke) with
-channels_last inputs and weights; eager for every tiny and small model (and PPMA-T with the dense reference attention, the
+"""Section 3, whole-model throughput: images/s of inference and of a training step (forward, cross-entropy, backward,
+fused AdamW step) and the training step's peak memory, under bf16 autocast (fp32 in --smoke) with channels_last
+inputs and weights; eager for every tiny and small model (and PPMA-T with the dense reference attention, the
 official-style path), then ``torch.compile`` for as many as the section's time allows."""
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Section 6, launch-configuration sweep of the Triton kernels (data for tuning, lowest priority): the polyline
-forward and backward at N = 4200 over both tile layouts (flat token tiles, image-row segments) and their tile
-sizes / warps / pipeline stages, and the scan over block lengths / warps. Each configuration's result is compared with the default configuration's, so a tile that compiles but
-computes something else shows up as a failure, not as a speed-up."""
+forward and backward at N = 4200 over both tile layouts (flat token tiles, image-row segments) and their tile sizes
+/ warps / pipeline stages, and the scan over block lengths / warps. Each configuration's result is compared with
+the default configuration's, so a tile that compiles but computes something else shows up as a failure, not as a
+speed-up."""
 from __future__ import annotations
 
 import torch

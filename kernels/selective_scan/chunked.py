@@ -226,6 +226,17 @@ def selective_scan_chunked(u, delta, A, B, delta_bias=None, delta_softplus=True,
     return h, (dt.clone() if dt is delta else dt)  # (an op's output must not alias its input)
 
 
+def _dla(lam: torch.Tensor, h: torch.Tensor, la: torch.Tensor) -> torch.Tensor:
+    """d(la_t) = lam_t * exp(la_t) * h_{t-1} (h_{-1} = 0), computed in ``la``'s memory. Not as
+    lam * (h_t - delta'_t B_t u_t), the same in exact arithmetic: when exp(la_t) is small, h_t is almost all
+    delta' B u and the difference cancels to fp32 noise that is large against the true value (seen: dA 1e-5 for
+    a true 1e-10 at delta' A ~ -150), which Adam's per-parameter scaling would turn into full-size steps."""
+    la.exp_()
+    la[..., 1:].mul_(h[..., :-1])
+    la[..., 0] = 0
+    return la.mul_(lam)
+
+
 def selective_scan_chunked_bwd_dt(g, u, dt, A, B, delta_softplus=True, chunk=DEFAULT_CHUNK,
                                   h: Optional[torch.Tensor] = None):
     """Gradients (du, ddelta, dA, dB, ddelta_bias) of sum(g * h) from delta' = softplus(delta + delta_bias)
@@ -233,19 +244,19 @@ def selective_scan_chunked_bwd_dt(g, u, dt, A, B, delta_softplus=True, chunk=DEF
     sum of ddelta (meaningful only when the forward had a bias). Gradients in fp32 (fp64 for fp64 dt)."""
     squeeze_B = B.dim() == 4
     d1 = A.shape[1] == 1
-    la, bu, Bf = _scan_terms(u, dt, A, B, need_bu=h is None or not d1)
+    la, bu, Bf = _scan_terms(u, dt, A, B, need_bu=h is None)
     uf, Af = u.to(dt.dtype), A.to(dt.dtype)
     g = g.to(dt.dtype)
     nonpos = _nonpositive(delta_softplus, A)
     h = linear_scan(la, bu, chunk, nonpos) if h is None else h.to(dt.dtype)
+    del bu
     lam = linear_scan_adjoint(la, g, chunk, nonpos, overwrite=True)
     del la
     if d1:  # d_state 1 (Spatial-Mamba): the state axis is a view, no reductions over it; few temporaries
         lam, h, B1 = lam[:, :, 0], h[:, :, 0], Bf[:, 0, None, :]
         lamB = lam * B1
         du = lamB * dt
-        # d(la) = lam_t * exp(la_t) * h_{t-1} = lam * (h - delta' B u) = lam * h - du * u
-        dla = torch.mul(lam, h).addcmul_(du, uf, value=-1)
+        dla = _dla(lam, h, dt * Af[None])
         ddt = lamB.mul_(uf).addcmul_(dla, Af[None])
         dA = dla.mul_(dt).sum(dim=(0, 2)).unsqueeze(1)
         dB = lam.mul_(dt).mul_(uf).sum(dim=1, keepdim=True)
@@ -253,7 +264,7 @@ def selective_scan_chunked_bwd_dt(g, u, dt, A, B, delta_softplus=True, chunk=DEF
             # softplus'(v) = sigmoid(v) = 1 - exp(-softplus(v)) (1 above the threshold 20, to fp32 rounding)
             ddt.addcmul_(ddt, torch.neg(dt, out=dla).exp_(), value=-1)
     else:
-        dla = torch.sub(h, bu).mul_(lam)
+        dla = _dla(lam, h, dt[:, :, None, :] * Af[None, :, :, None])
         dA = (dla * dt[:, :, None]).sum(dim=(0, 3))
         lamB = (lam * Bf[:, None]).sum(dim=2)
         ddt = torch.addcmul((dla * Af[None, :, :, None]).sum(dim=2), lamB, uf)
