@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import timm
+from timm.utils import random_seed
 import torch
 from PIL import Image
 
@@ -51,7 +52,7 @@ def read_log(path):
 
 
 BASE = ["--batch-size", 4, "--eval-batch-size", 6, "--num-workers", 0, "--no-pin-mem", "--print-freq", 100,
-        "--lr", 1e-3, "--lr-base-size", "null", "--warmup-epochs", 1, "--cooldown-epochs", 0]
+        "--lr", 1e-3, "--lr-base-size", "null", "--warmup-epochs", 1, "--cooldown-epochs", 0, "--sched-on-updates"]
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -126,11 +127,11 @@ def test_atomic_save_keeps_old_checkpoint(tmp_path, monkeypatch):
 
 
 def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
-    cls_utils.seed_all(3)
+    random_seed(3)
     state = cls_utils.get_rng_state()
     cls_utils.save_atomic({"rng": [state]}, str(tmp_path / "r.pth"))
     want = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
-    cls_utils.seed_all(99)
+    random_seed(99)
     cls_utils.set_rng_state(cls_utils.load_checkpoint_file(str(tmp_path / "r.pth"))["rng"][0])
     assert (np.random.rand(), torch.rand(1).item(), __import__("random").random()) == want
 
@@ -153,7 +154,8 @@ def test_short_run_per_family(tmp_path, image_folder, model, size):
     assert log[0]["n_parameters"] == n_params and log[0]["epoch"] == 0
     assert np.isfinite(log[0]["train_loss"]) and 0 <= log[0]["test_acc1"] <= 100
     assert res["best"]["metric"] == "test_ema_acc1"
-    assert sorted(p.name for p in out.iterdir()) == ["best.pth", "checkpoint.pth", "log.txt", "provenance.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["args.yaml", "best.pth", "checkpoint.pth", "log.txt",
+                                                    "provenance.json", "summary.csv"]
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["command"].startswith("python") and prov["torch"] == torch.__version__
 
@@ -210,7 +212,7 @@ def test_two_processes_equal_one(tmp_path, image_folder):
     steps: the same per-update losses and final weights."""
     common = ["--model", "pacavit_tiny", "--data-path", str(image_folder), "--input-size", "32", "--epochs", "2",
               "--num-workers", "0", "--no-pin-mem", "--lr", "1e-3", "--lr-base-size", "8", "--warmup-epochs", "1",
-              "--cooldown-epochs", "0", "--no-aug", "--mixup", "0", "--cutmix", "0", "--reprob", "0",
+              "--cooldown-epochs", "0", "--sched-on-updates", "--no-aug", "--mixup", "0", "--cutmix", "0", "--reprob", "0",
               "--drop-path", "0", "--no-repeated-aug", "--smoothing", "0.1", "--step-log", "--dist-eval",
               "--eval-batch-size", "5", "--print-freq", "100"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
