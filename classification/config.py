@@ -356,6 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             return f"--{key.replace('_', '-')}"
         return f"{args.config}: key {key!r}" if key in from_yaml else f"key {key!r}"
 
+    merged = {k: _check_value(k, v, origin(k)) for k, v in merged.items()}  # one type per key (e.g. 90 -> 90.0)
     _check_merged(merged, origin)
     ns = argparse.Namespace(**merged)
     ns.config = args.config

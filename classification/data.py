@@ -17,7 +17,7 @@ _STREAMING = ("hfids/", "tfds/", "wds/")
 
 
 # ---------------------------------------------------------------------------------------------- datasets
-def dataset_root(args, rank: int) -> pathlib.Path | str | None:
+def dataset_root(args, rank: int, need_train: bool = True) -> pathlib.Path:
     """The embedded dataset (generated once, by rank 0 first) without data_path; else data_path, checked."""
     if args.data_path is None:
         from classification.embedded_data import ensure_embedded_dataset
@@ -37,7 +37,7 @@ def dataset_root(args, rank: int) -> pathlib.Path | str | None:
     if not root.is_dir():
         raise FileNotFoundError(f"--data-path {root}: no such directory (expected a folder with "
                                 f"{args.train_split}/ and {args.val_split}/ inside, as folders or tar files)")
-    for split in (args.train_split, args.val_split):
+    for split in (args.train_split, args.val_split) if need_train else (args.val_split,):
         if not (root / split).exists():
             raise FileNotFoundError(f"--data-path {root}: missing the {split}/ folder (expected "
                                     f"{root}/{split}/<class>/*.JPEG, or a tar file {root}/{split})")
@@ -61,8 +61,9 @@ def build_datasets(args, root, need_train: bool):
 
 
 def class_to_idx(dataset) -> dict:
-    reader = getattr(dataset, "reader", None)
-    return dict(getattr(reader, "class_to_idx", None) or getattr(dataset, "class_to_idx", {}))
+    """{class name: label} of a timm dataset (folder and hfds readers: class_to_idx; tar: class_name_to_idx)."""
+    reader = getattr(dataset, "reader", dataset)
+    return dict(getattr(reader, "class_to_idx", None) or getattr(reader, "class_name_to_idx", None) or {})
 
 
 def num_classes_of(args, dataset) -> int:

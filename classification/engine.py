@@ -133,8 +133,10 @@ def _log_update(step_log, writer, window, epoch, num_updates, lr, loss_value, de
 
 @torch.no_grad()
 def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distributed_eval: bool,
-             print_freq: int = 50, rank: int = 0, header: str = "Test:", channels_last: bool = False):
-    """Loss, top-1 and top-5 (percent) over the whole loader, summed exactly over processes if distributed."""
+             print_freq: int = 50, rank: int = 0, header: str = "Test:", channels_last: bool = False,
+             on_output=None):
+    """Loss, top-1 and top-5 (percent) over the whole loader, summed exactly over processes if distributed.
+    `on_output(logits)` sees every batch's logits in loader order (validate.py's ReaL labels)."""
     model.eval()
     k5 = min(5, num_classes)
     loss_sum = c1 = c5 = n = 0.0
@@ -147,6 +149,8 @@ def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distrib
         with autocast_context(device, amp_dtype):
             output = model(images)
         output = output.float()
+        if on_output is not None:
+            on_output(output)
         loss = F.cross_entropy(output, targets, reduction="sum")
         correct = output.topk(k5, dim=1).indices.eq(targets[:, None])  # exact counts, not rounded percents
         bs = images.shape[0]

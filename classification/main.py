@@ -98,7 +98,7 @@ def run(ctx: Context) -> dict:
         torch.backends.cudnn.benchmark = True
     if args.throughput:
         return run_throughput(ctx)
-    root = cls_data.dataset_root(args, ctx.rank)
+    root = cls_data.dataset_root(args, ctx.rank, need_train=not args.eval)
     train_set, val_set = cls_data.build_datasets(args, root, need_train=not args.eval)
     num_classes = cls_data.num_classes_of(args, val_set)
     model = prepare_model(ctx, build_model(args, num_classes))
