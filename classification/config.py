@@ -4,7 +4,8 @@ Every option is one flat key (the argparse destination): ``--warmup-epochs 5`` o
 ``warmup_epochs: 5`` in a YAML config (``--warmup_epochs`` is accepted too, as the official scripts spell it).
 Precedence: built-in defaults < embedded-run preset (only without ``data_path``) < YAML config < flags.
 Exception: the preset is meant to shrink a paper recipe to a few CPU minutes, so it wins over the YAML and
-only explicit flags win over it. Unknown keys and flags are errors naming the closest valid key.
+only explicit flags win over it. Unknown keys and flags are errors naming the closest valid key (timm's
+train.py takes any YAML key as an attribute, so a misspelt key silently trains another recipe).
 """
 from __future__ import annotations
 
