@@ -4,60 +4,96 @@ Every option is one flat key (the argparse destination): ``--warmup-epochs 5`` o
 ``warmup_epochs: 5`` in a YAML config (``--warmup_epochs`` is accepted too, as the official scripts spell it).
 Precedence: built-in defaults < embedded-run preset (only without ``data_path``) < YAML config < flags.
 Exception: the preset is meant to shrink a paper recipe to a few CPU minutes, so it wins over the YAML and
-only explicit flags win over it. Unknown keys and flags are errors naming the closest valid key.
+only explicit flags win over it. Unknown keys and flags are errors naming the closest valid key (timm's
+train.py takes any YAML key as an attribute, so a misspelt key silently trains another recipe).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
+import importlib.util
 import json
 import os
 import pathlib
 
 import yaml
 
-# (key, type, default, help).  type: one of bool, int, float, str, "list", "dict", "int_or_none", "backend"
-# (a string whose flag may stand alone, meaning "inductor").
+# (key, type, default, help).  type: bool, int, float, str, or one of "list" (numbers), "kwargs" (a mapping:
+# YAML mapping in a config; `key=value ...` as timm's --model-kwargs, or a YAML/JSON mapping, on the command
+# line), "int_or_none", "backend" (a string whose flag may stand alone, meaning "inductor").
 # A default of None means the key may be null.
 OPTIONS: list[tuple[str, object, object, str]] = [
     # model
     ("model", str, None, "timm model name registered by `models` (required)"),
-    ("model_kwargs", "dict", None, "extra keyword arguments for timm.create_model (YAML mapping or JSON)"),
+    ("model_kwargs", "kwargs", None, "extra keyword arguments for timm.create_model (key=value ... or a mapping)"),
     ("pretrained", str, None, "checkpoint to initialise from (official or ours), loaded by the model's loader"),
     ("checkpoint_key", str, None, "container key of --pretrained to load (e.g. model_ema); default: automatic"),
+    ("num_classes", "int_or_none", None, "classifier classes (null = the dataset's class count)"),
     ("drop", float, 0.0, "dropout rate"),
     ("drop_path", float, None, "stochastic depth rate (null = the model's default)"),
+    ("grad_checkpointing", bool, False, "activation checkpointing of the model's stages (model.set_grad_checkpointing)"),
     ("find_unused_parameters", bool, False, "DDP find_unused_parameters"),
     # data
-    ("data_path", str, None, "ImageNet-style folder with train/ and val/ (null = embedded default dataset)"),
+    ("data_path", str, None, "dataset root: folder with the split folders / tar files, or the Hugging Face cache "
+     "(null = embedded default dataset)"),
+    ("dataset", str, "", "timm create_dataset name: '' = image folder or tar, 'hfds/<name>' = Hugging Face datasets"),
+    ("train_split", str, "train", "training split (folder or tar under data_path, or the hfds split)"),
+    ("val_split", str, "val", "validation split"),
+    ("class_map", str, None, "class map file (timm create_dataset class_map: one class folder name per line)"),
     ("input_size", int, 224, "square train/eval resolution"),
-    ("crop_pct", float, 0.875, "eval centre-crop fraction (resize to input_size / crop_pct, then crop)"),
+    ("crop_pct", float, None, "eval centre-crop fraction (null = the model's pretrained_cfg via resolve_data_config)"),
+    ("mean", "list", None, "normalisation mean (null = the model's, via resolve_data_config)"),
+    ("std", "list", None, "normalisation std (null = the model's, via resolve_data_config)"),
     ("train_interpolation", str, "bicubic", "train resize interpolation"),
-    ("eval_interpolation", str, "bicubic", "eval resize interpolation"),
+    ("eval_interpolation", str, None, "eval resize interpolation (null = the model's, via resolve_data_config)"),
     ("scale", "list", [0.08, 1.0], "RandomResizedCrop area range"),
     ("no_aug", bool, False, "train transform = eval transform (no random crop/flip/RandAugment/erasing)"),
     ("batch_size", int, 64, "batch size PER PROCESS"),
     ("eval_batch_size", int, None, "eval batch size per process (null = batch_size)"),
     ("num_workers", int, 8, "data loader workers per process"),
     ("pin_mem", bool, True, "pin memory in the data loaders"),
-    ("repeated_aug", bool, True, "repeated augmentation (timm RepeatAugSampler, 3 repeats)"),
+    ("repeated_aug", bool, True, "repeated augmentation, 3 repeats (DeiT's flag; --aug-repeats sets the count)"),
+    ("aug_repeats", int, 0, "repeated augmentation count (timm RepeatAugSampler; 0 = 3 if repeated_aug else off)"),
+    ("prefetcher", bool, False, "timm's PrefetchLoader: uint8 batches, normalisation and random erasing on the "
+     "device, mixup in the collate (timm train.py's default)"),
+    ("use_multi_epochs_loader", bool, False, "timm's MultiEpochsDataLoader (workers live across epochs)"),
     # optimisation
-    ("epochs", int, 300, "training epochs"),
+    ("epochs", int, 300, "schedule epochs (timm: the run trains these + the warmup with warmup_prefix + cooldown)"),
     ("accum_iter", int, 1, "gradient accumulation steps"),
     ("opt", str, "adamw", "timm optimizer name"),
-    ("opt_eps", float, 1e-8, "optimizer epsilon"),
+    ("opt_eps", float, 1e-8, "optimizer epsilon (null = optimizer default)"),
     ("opt_betas", "list", None, "optimizer betas (null = optimizer default)"),
+    ("opt_kwargs", "kwargs", None, "extra optimizer arguments (timm --opt-kwargs)"),
     ("momentum", float, 0.9, "SGD momentum"),
     ("weight_decay", float, 0.05, "weight decay (timm skips 1-D params, biases and no_weight_decay())"),
+    ("layer_decay", float, None, "layer-wise lr decay (timm; null = off)"),
     ("clip_grad", float, None, "gradient clipping threshold (null = off)"),
     ("clip_mode", str, "norm", "gradient clipping mode: norm, value or agc"),
-    ("sched", str, "cosine", "timm scheduler name, stepped every optimizer update"),
     ("lr", float, 5e-4, "base learning rate"),
     ("lr_base_size", "int_or_none", 512, "lr used = lr * global_batch / lr_base_size (null = lr as given)"),
+    ("lr_base_scale", str, "linear", "batch scaling of the lr: linear or sqrt"),
     ("warmup_lr", float, 1e-6, "warmup start lr"),
     ("min_lr", float, 1e-5, "lower lr bound of the schedule"),
+    ("auto_scale_warmup_min_lr", bool, False, "scale warmup_lr and min_lr with the global batch like the lr"),
+    ("sched", str, "cosine", "timm scheduler name (create_scheduler_v2)"),
+    ("sched_on_updates", bool, False, "step the schedule after every optimizer update, not after every epoch"),
+    ("sched_lag", bool, False, "step with the index of the epoch/update just finished, as DeiT's "
+     "lr_scheduler.step(epoch) and Swin's step_update(epoch * n + idx) do (each runs at the previous one's lr)"),
     ("warmup_epochs", float, 5, "warmup epochs"),
-    ("cooldown_epochs", float, 10, "cooldown epochs after `epochs` (only reached if epochs is raised)"),
+    ("warmup_prefix", bool, False, "the warmup precedes the `epochs` of the schedule (timm warmup_prefix)"),
+    ("cooldown_epochs", float, 0, "epochs at min_lr after the schedule (trained, as in timm's train.py)"),
+    ("decay_epochs", float, 90, "step: decay interval in epochs; wsd/rsqrt: decay phase"),
+    ("decay_milestones", "list", [90, 180, 270], "multistep: epochs of the decays"),
+    ("decay_rate", float, 0.1, "step/multistep/plateau decay rate; poly power"),
+    ("patience_epochs", float, 10, "plateau patience"),
+    ("lr_cycle_mul", float, 1.0, "cycle length multiplier (cosine, tanh, poly)"),
+    ("lr_cycle_decay", float, 0.5, "lr decay per cycle"),
+    ("lr_cycle_limit", int, 1, "number of cycles"),
+    ("lr_k_decay", float, 1.0, "k-decay (cosine, poly)"),
+    ("lr_noise", "list", None, "lr noise on/off points as fractions of the schedule"),
+    ("lr_noise_pct", float, 0.67, "lr noise limit percent"),
+    ("lr_noise_std", float, 1.0, "lr noise std-dev"),
     # augmentation and regularisation
     ("color_jitter", float, 0.4, "colour jitter (timm: off when RandAugment is on)"),
     ("aa", str, "rand-m9-mstd0.5-inc1", "RandAugment policy string (null = off)"),
@@ -74,16 +110,20 @@ OPTIONS: list[tuple[str, object, object, str]] = [
     # EMA and MESA
     ("model_ema", bool, False, "keep an EMA of the weights and evaluate it every epoch"),
     ("model_ema_decay", float, 0.99996, "EMA decay"),
+    ("model_ema_decay_base_size", "int_or_none", None, "EMA decay used = model_ema_decay ** (global_batch / this) "
+     "(null = as given)"),
     ("model_ema_force_cpu", bool, False, "keep the EMA on the CPU"),
     ("model_ema_warmup", bool, False, "EMA decay warmup (timm ModelEmaV3 use_warmup)"),
     ("mesa", float, 0.0, "MESA self-distillation weight (EMA teacher; 0 = off)"),
-    ("mesa_start_ratio", float, 0.25, "fraction of training after which MESA starts"),
+    ("mesa_start_ratio", float, 0.25, "fraction of the trained epochs after which MESA starts"),
     # precision and devices
     ("amp", bool, False, "mixed precision (CUDA: fp16/bf16; CPU: bf16 only, fp16 falls back to fp32)"),
     ("amp_dtype", str, "float16", "float16 or bfloat16"),
     ("sync_bn", bool, False, "SyncBatchNorm (CUDA multi-process only; BN with broadcast buffers otherwise)"),
     ("dist_eval", bool, False, "split the validation set over processes (exact: no padding)"),
     ("device", str, None, "cuda, cpu, ... (null = CUDA if available)"),
+    ("dist_backend", str, None, "torch.distributed backend (null = nccl on CUDA, gloo on CPU)"),
+    ("dist_url", str, None, "torch.distributed init method (null = env://: torchrun or SLURM variables)"),
     ("channels_last", bool, False, "channels_last memory format for the model and its input batches"),
     ("torchcompile", "backend", None, "torch.compile the training model with this backend (flag alone: "
      "inductor; null = eager), as timm's --torchcompile"),
@@ -91,14 +131,26 @@ OPTIONS: list[tuple[str, object, object, str]] = [
     ("seed", int, 0, "random seed (data randomness uses seed + rank)"),
     ("output_dir", str, None, "where log.txt and checkpoints go (null = output/classification/<model>__<config>)"),
     ("resume", str, None, "checkpoint to resume from ('auto' = <output_dir>/checkpoint.pth if present)"),
+    ("no_resume_opt", bool, False, "on resume, restore the weights (and EMA) only, not optimizer/scaler/schedule"),
+    ("start_epoch", "int_or_none", None, "epoch to start at (overrides the resumed one; the schedule follows)"),
     ("eval", bool, False, "only evaluate (--pretrained or --resume) and exit"),
     ("throughput", bool, False, "only measure inference throughput and exit"),
-    ("save_freq", int, 0, "also keep checkpoint-<epoch>.pth every N epochs (0 = only checkpoint.pth, best.pth)"),
+    ("save_freq", int, 0, "also keep checkpoint-<epoch>.pth every N epochs (0 = off)"),
+    ("checkpoint_hist", int, 0, "keep the N best epochs' checkpoints (checkpoint-<epoch>.pth, by the eval metric; "
+     "checkpoint.pth is always the last)"),
     ("tensorboard", bool, False, "write TensorBoard scalars to <output_dir>/tb"),
+    ("log_wandb", bool, False, "log the epoch summary to Weights & Biases (needs the wandb package)"),
+    ("wandb_project", str, None, "W&B project (null = wandb's default)"),
     ("print_freq", int, 10, "console progress line every N iterations"),
     ("step_log", bool, False, "also write <output_dir>/steps.jsonl: the global loss and lr of every update"),
     ("max_epochs_this_run", int, None, "stop after this many epochs in this invocation (then --resume goes on)"),
+    ("embedded_preset", bool, True, "without data_path, apply the embedded-run preset (args.yaml turns it off: "
+     "its values are already resolved)"),
 ]
+
+# Length rules of the "list" options: exact count or (min, max).
+LIST_LENGTHS = {"scale": (2, 2), "opt_betas": (2, 3), "cutmix_minmax": (2, 2), "mean": (3, 3), "std": (3, 3),
+                "lr_noise": (1, 2), "decay_milestones": (1, 1000)}
 
 OPTION_TYPES = {k: t for k, t, _, _ in OPTIONS}
 DEFAULTS = {k: d for k, _, d, _ in OPTIONS}
@@ -107,13 +159,18 @@ KEYS = tuple(DEFAULTS)
 # Embedded-run preset: shrinks any paper recipe to a few minutes on 2 CPU cores (2 processes x 1 thread)
 # on the embedded default dataset (10 classes, 1,600 train / 400 val images, 64 px).  Light augmentation
 # and a high, unscaled lr so a transformer trained from scratch learns something in ~20 epochs; EMA (when
-# the recipe has one) with a short horizon; MESA keeps the recipe's weight and start ratio.
+# the recipe has one) with a short horizon; MESA keeps the recipe's weight and start ratio.  The schedule is
+# stepped after every update without lag or warmup prefix: with 50 updates per epoch and 2 warmup epochs a
+# per-epoch, lagged schedule would spend 3 of 12 epochs at the warmup lr.  Loader and memory-format choices
+# (prefetcher, multi-epoch loader, channels_last) are GPU speed settings and stay off on CPU.
 EMBEDDED_PRESET: dict[str, object] = dict(
     input_size=48, crop_pct=0.875, batch_size=16, eval_batch_size=100, accum_iter=1, epochs=12,
-    lr=1e-3, lr_base_size=None, warmup_lr=1e-5, min_lr=1e-5, warmup_epochs=2, cooldown_epochs=0,
+    lr=1e-3, lr_base_size=None, warmup_lr=1e-5, min_lr=1e-5, auto_scale_warmup_min_lr=False, warmup_epochs=2,
+    cooldown_epochs=0, sched_on_updates=True, sched_lag=False, warmup_prefix=False,
     drop_path=0.0, aa=None, scale=[0.35, 1.0], reprob=0.0, mixup=0.0, cutmix=0.0, smoothing=0.1,
-    repeated_aug=False, model_ema_decay=0.99, model_ema_warmup=True,
-    num_workers=0, pin_mem=False, dist_eval=True, sync_bn=False, save_freq=0, weight_decay=0.05,
+    repeated_aug=False, aug_repeats=0, model_ema_decay=0.99, model_ema_decay_base_size=None, model_ema_warmup=True,
+    num_workers=0, pin_mem=False, prefetcher=False, use_multi_epochs_loader=False, channels_last=False,
+    dist_eval=True, sync_bn=False, save_freq=0, weight_decay=0.05,
 )
 # Per-model adjustments of the preset (prefix of the model name -> keys): input-size minimums and cost.
 EMBEDDED_PRESET_MODEL: dict[str, dict[str, object]] = {
@@ -152,11 +209,32 @@ def _nullable(conv):
     return parse
 
 
-def _parse_mapping(text: str):
+def _parse_kwargs_token(text: str) -> dict:
+    """One command-line token of a kwargs option: `key=value` (the value read as a Python literal, else a
+    string, as timm's ParseKwargs) or a whole YAML/JSON mapping."""
+    if "=" in text and not text.lstrip().startswith("{"):
+        key, value = text.split("=", 1)
+        try:
+            return {key: ast.literal_eval(value)}
+        except (ValueError, SyntaxError):
+            return {key: value}
     value = yaml.safe_load(text)
     if value is not None and not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a mapping (YAML/JSON), got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected key=value or a mapping (YAML/JSON), got {text!r}")
+    return value or {}
+
+
+class _KwargsAction(argparse.Action):
+    """`--model-kwargs a=1 b=x` or `--model-kwargs '{a: 1}'`: the tokens merged into one mapping."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        merged = {}
+        for token in values:
+            try:
+                merged.update(_parse_kwargs_token(token))
+            except (argparse.ArgumentTypeError, yaml.YAMLError) as err:
+                parser.error(f"argument {option_string}: {err}")
+        setattr(namespace, self.dest, merged)
 
 
 class _BoolAction(argparse.Action):
@@ -198,8 +276,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
             parser.add_argument(*flags, dest=key, action=_BoolAction, help=help_text, **kw)
         elif typ == "list":
             parser.add_argument(*flags, dest=key, nargs="+", type=_nullable(float), help=help_text, **kw)
-        elif typ == "dict":
-            parser.add_argument(*flags, dest=key, type=_parse_mapping, help=help_text, **kw)
+        elif typ == "kwargs":
+            parser.add_argument(*flags, dest=key, nargs="*", action=_KwargsAction, help=help_text, **kw)
         elif typ == "int_or_none":
             parser.add_argument(*flags, dest=key, type=_nullable(int), help=help_text, **kw)
         elif typ == "backend":
@@ -231,7 +309,7 @@ def _check_value(key: str, value, source: str):
     elif typ == "list":
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)
         value = [float(v) for v in value] if ok else value
-    else:  # dict
+    else:  # kwargs
         ok = isinstance(value, dict)
     if not ok:
         name = typ if isinstance(typ, str) else typ.__name__
@@ -266,38 +344,69 @@ def embedded_preset(model: str | None) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses flags, merges the YAML config and (without data_path) the embedded-run preset."""
     args = build_parser().parse_args(argv)
-    explicit = vars(build_parser(suppress_defaults=True).parse_args(argv))
-    merged = dict(DEFAULTS)
+    explicit = {k: v for k, v in vars(build_parser(suppress_defaults=True).parse_args(argv)).items() if k != "config"}
     from_yaml = load_yaml(args.config) if args.config else {}
-    merged.update(from_yaml)
-    merged.update({k: v for k, v in explicit.items() if k != "config"})
+    merged = {**DEFAULTS, **from_yaml, **explicit}
     preset_applied = {}
-    if merged["data_path"] is None:
-        for key, value in embedded_preset(merged["model"]).items():
-            if key not in explicit:
-                preset_applied[key] = value
+    if merged["data_path"] is None and merged["embedded_preset"]:
+        preset_applied = {k: v for k, v in embedded_preset(merged["model"]).items() if k not in explicit}
         merged.update(preset_applied)
-    for key in ("scale", "opt_betas", "cutmix_minmax"):
-        if merged[key] is not None and len(merged[key]) != 2:
-            raise ConfigError(f"key {key!r} expects two numbers, got {merged[key]!r}")
-    if merged["model"] is None:
-        raise ConfigError("no model given: set `model` in the --config YAML or pass --model")
-    if merged["amp_dtype"] not in ("float16", "bfloat16"):
-        raise ConfigError(f"amp_dtype must be float16 or bfloat16, got {merged['amp_dtype']!r}")
-    if merged["clip_mode"] not in ("norm", "value", "agc"):
-        raise ConfigError(f"clip_mode must be norm, value or agc, got {merged['clip_mode']!r}")
-    if merged["mesa"] and not merged["model_ema"]:
-        raise ConfigError("mesa > 0 distils from the EMA model: it needs model_ema: true")
-    if merged["accum_iter"] < 1 or merged["batch_size"] < 1:
-        raise ConfigError("batch_size and accum_iter must be >= 1")
+
+    def origin(key: str) -> str:
+        if key in explicit:
+            return f"--{key.replace('_', '-')}"
+        return f"{args.config}: key {key!r}" if key in from_yaml else f"key {key!r}"
+
+    merged = {k: _check_value(k, v, origin(k)) for k, v in merged.items()}  # one type per key (e.g. 90 -> 90.0)
+    _check_merged(merged, origin)
     ns = argparse.Namespace(**merged)
     ns.config = args.config
     ns.preset_applied = preset_applied
-    ns.explicit_keys = sorted(k for k in explicit if k != "config")
+    ns.explicit_keys = sorted(explicit)
     if ns.output_dir is None:
         stem = pathlib.Path(args.config).stem if args.config else "cli"
         ns.output_dir = os.path.join("output", "classification", f"{ns.model}__{stem}")
     return ns
+
+
+_CHOICES = {"amp_dtype": ("float16", "bfloat16"), "clip_mode": ("norm", "value", "agc"),
+            "lr_base_scale": ("linear", "sqrt")}
+
+
+def _check_merged(merged: dict, origin):
+    """Value rules that span the merged config; `origin(key)` names where a value came from."""
+    for key, (low, high) in LIST_LENGTHS.items():
+        value = merged[key]
+        if value is not None and not low <= len(value) <= high:
+            count = str(low) if low == high else f"{low} to {high}"
+            raise ConfigError(f"{origin(key)} expects {count} numbers, got {value!r}")
+    for key, choices in _CHOICES.items():
+        if merged[key] not in choices:
+            raise ConfigError(f"{origin(key)} must be one of {', '.join(choices)}, got {merged[key]!r}")
+    if merged["model"] is None:
+        raise ConfigError("no model given: set `model` in the --config YAML or pass --model")
+    if merged["mesa"] and not merged["model_ema"]:
+        raise ConfigError(f"{origin('mesa')}: mesa > 0 distils from the EMA model: it needs model_ema: true")
+    for key in ("accum_iter", "batch_size", "epochs"):
+        if merged[key] < 1:
+            raise ConfigError(f"{origin(key)} must be >= 1, got {merged[key]}")
+    for key, package in (("log_wandb", "wandb"), ("tensorboard", "tensorboard")):
+        if merged[key] and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{origin(key)} needs the `{package}` package (pip install {package})")
+    for key in ("aug_repeats", "checkpoint_hist", "save_freq"):
+        if merged[key] < 0:
+            raise ConfigError(f"{origin(key)} must be >= 0, got {merged[key]}")
+
+
+def save_args_yaml(args: argparse.Namespace, path: str | os.PathLike):
+    """Writes every option's resolved value as a config that `--config` accepts back: a rerun with it
+    repeats the run (the embedded preset is already folded in, so the file turns it off)."""
+    values = {k: getattr(args, k) for k in KEYS}
+    values["embedded_preset"] = False
+    text = (f"# Resolved configuration of this run (classification/main.py); rerun with --config {path}\n"
+            + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def args_to_dict(args: argparse.Namespace) -> dict:

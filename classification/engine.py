@@ -1,4 +1,4 @@
-"""Train and evaluation loops: AMP, gradient accumulation and clipping, per-update lr, EMA, MESA."""
+"""Train and evaluation loops: AMP, gradient accumulation and clipping, lr stepping, EMA, MESA."""
 from __future__ import annotations
 
 import datetime
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 from timm.utils import dispatch_clip_grad
 
+from .optimization import ema_step
 from .utils import all_reduce_sum
 
 
@@ -42,88 +43,100 @@ class Progress:
               flush=True)
 
 
-def train_one_epoch(model, criterion, loader, optimizer, lr_scheduler, scaler, device, epoch, args, *,
+def train_one_epoch(model, criterion, loader, optimizer, stepper, scaler, device, epoch, args, *,
                     amp_dtype=None, model_ema=None, mixup_fn=None, mesa_on=False, updates_per_epoch: int,
                     rank: int = 0, world: int = 1, step_log=None, writer=None):
-    """One epoch. Returns {'lr': epoch-mean lr, 'loss': global mean loss per sample}."""
+    """One epoch. Returns {'lr': epoch-mean lr of the updates, 'loss': global mean loss per sample}."""
     model.train()
-    accum = args.accum_iter
-    num_batches = len(loader)
-    mesa_criterion = SoftTargetCrossEntropy()
+    accum, num_batches = args.accum_iter, len(loader)
     progress = Progress(f"Epoch: [{epoch}]", num_batches, args.print_freq, rank == 0)
-    loss_sum = n_sum = lr_sum = 0.0
-    n_updates = 0
-    window_loss = window_n = 0.0  # loss over the current update (all micro-batches), for step_log
+    totals = {"loss": 0.0, "n": 0.0, "lr": 0.0, "updates": 0}
+    window = [0.0, 0.0]  # loss x samples and samples of the current update (all micro-batches), for step_log
     optimizer.zero_grad(set_to_none=True)
     for i, (samples, targets) in enumerate(loader):
-        samples = samples.to(device, non_blocking=True)
+        samples = samples.to(device, non_blocking=True)  # already there with the prefetcher
         targets = targets.to(device, non_blocking=True)
         if args.channels_last:
             samples = samples.contiguous(memory_format=torch.channels_last)
         if mixup_fn is not None:
             samples, targets = mixup_fn(samples, targets)
         is_update = (i + 1) % accum == 0 or i + 1 == num_batches
-        sync = model.no_sync() if (hasattr(model, "no_sync") and not is_update) else nullcontext()
-        with sync:
-            with autocast_context(device, amp_dtype):
-                outputs = model(samples)
-                loss = criterion(outputs, targets)
-                if mesa_on:
-                    with torch.no_grad():
-                        teacher = model_ema.module(samples)
-                    loss = loss + args.mesa * mesa_criterion(outputs, teacher.float().softmax(dim=-1))
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, iteration {i}; stopping")
-            scaled = loss / accum
-            if scaler is not None:
-                scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
+        loss_value = _forward_backward(model, criterion, samples, targets, scaler, args, amp_dtype, device,
+                                       model_ema if mesa_on else None, sync=is_update)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, iteration {i}; stopping")
         bs = samples.shape[0]
-        loss_sum += loss_value * bs
-        n_sum += bs
-        window_loss += loss_value * bs
-        window_n += bs
+        totals["loss"] += loss_value * bs
+        totals["n"] += bs
+        window = [window[0] + loss_value * bs, window[1] + bs]
         if is_update:
-            if scaler is not None:
-                if args.clip_grad is not None:
-                    scaler.unscale_(optimizer)
-                    dispatch_clip_grad(model.parameters(), args.clip_grad, mode=args.clip_mode)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                if args.clip_grad is not None:
-                    dispatch_clip_grad(model.parameters(), args.clip_grad, mode=args.clip_mode)
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            num_updates = epoch * updates_per_epoch + n_updates + 1
-            lr = optimizer.param_groups[0]["lr"]
-            lr_sum += lr
-            n_updates += 1
+            num_updates = epoch * updates_per_epoch + totals["updates"] + 1
+            lr = _optimizer_step(model, optimizer, scaler, args)
+            totals["lr"] += lr
+            totals["updates"] += 1
             if model_ema is not None:
-                model_ema.update(getattr(model, "module", model), step=num_updates)  # unwrap DDP
-            lr_scheduler.step_update(num_updates=num_updates)
-            if step_log is not None:
-                tot_loss, tot_n = all_reduce_sum([window_loss, window_n], device)
-                if rank == 0:
-                    step_log.write(json.dumps({"epoch": epoch, "update": num_updates, "lr": lr,
-                                               "loss": tot_loss / tot_n}) + "\n")
-                    step_log.flush()
-            if writer is not None and rank == 0:
-                writer.add_scalar("train/loss_step", loss_value, num_updates)
-                writer.add_scalar("train/lr_step", lr, num_updates)
-            window_loss = window_n = 0.0
-        progress.step(i, bs * world, loss=loss_value, loss_avg=loss_sum / n_sum,
+                model_ema.update(getattr(model, "module", model), step=ema_step(args, num_updates))  # unwrap DDP
+            stepper.after_update(num_updates)
+            _log_update(step_log, writer, window, epoch, num_updates, lr, loss_value, device, rank)
+            window = [0.0, 0.0]
+        progress.step(i, bs * world, loss=loss_value, loss_avg=totals["loss"] / totals["n"],
                       lr=optimizer.param_groups[0]["lr"])
-    tot_loss, tot_n = all_reduce_sum([loss_sum, n_sum], device)
-    return {"lr": lr_sum / max(n_updates, 1), "loss": tot_loss / max(tot_n, 1)}
+    tot_loss, tot_n = all_reduce_sum([totals["loss"], totals["n"]], device)
+    return {"lr": totals["lr"] / max(totals["updates"], 1), "loss": tot_loss / max(tot_n, 1)}
+
+
+def _forward_backward(model, criterion, samples, targets, scaler, args, amp_dtype, device, teacher, sync: bool):
+    """Loss (+ MESA's distillation from the EMA `teacher` when given) and its backward; DDP's gradient
+    all-reduce only on the micro-batch that ends an update. Returns the loss value."""
+    ctx = model.no_sync() if (hasattr(model, "no_sync") and not sync) else nullcontext()
+    with ctx:
+        with autocast_context(device, amp_dtype):
+            outputs = model(samples)
+            loss = criterion(outputs, targets)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = teacher.module(samples).float().softmax(dim=-1)
+                loss = loss + args.mesa * SoftTargetCrossEntropy()(outputs, soft)
+        scaled = loss / args.accum_iter
+        if scaler is not None:
+            scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+    return loss.item()
+
+
+def _optimizer_step(model, optimizer, scaler, args) -> float:
+    """Clip (after unscaling) and step; returns the lr this update used."""
+    if scaler is not None and args.clip_grad is not None:
+        scaler.unscale_(optimizer)
+    if args.clip_grad is not None:
+        dispatch_clip_grad(model.parameters(), args.clip_grad, mode=args.clip_mode)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return optimizer.param_groups[0]["lr"]
+
+
+def _log_update(step_log, writer, window, epoch, num_updates, lr, loss_value, device, rank):
+    if step_log is not None:
+        tot_loss, tot_n = all_reduce_sum(window, device)
+        if rank == 0:
+            step_log.write(json.dumps({"epoch": epoch, "update": num_updates, "lr": lr, "loss": tot_loss / tot_n}) + "\n")
+            step_log.flush()
+    if writer is not None and rank == 0:
+        writer.add_scalar("train/loss_step", loss_value, num_updates)
+        writer.add_scalar("train/lr_step", lr, num_updates)
 
 
 @torch.no_grad()
 def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distributed_eval: bool,
-             print_freq: int = 50, rank: int = 0, header: str = "Test:", channels_last: bool = False):
-    """Loss, top-1 and top-5 (percent) over the whole loader, summed exactly over processes if distributed."""
+             print_freq: int = 50, rank: int = 0, header: str = "Test:", channels_last: bool = False,
+             on_output=None):
+    """Loss, top-1 and top-5 (percent) over the whole loader, summed exactly over processes if distributed.
+    `on_output(logits)` sees every batch's logits in loader order (validate.py's ReaL labels)."""
     model.eval()
     k5 = min(5, num_classes)
     loss_sum = c1 = c5 = n = 0.0
@@ -136,6 +149,8 @@ def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distrib
         with autocast_context(device, amp_dtype):
             output = model(images)
         output = output.float()
+        if on_output is not None:
+            on_output(output)
         loss = F.cross_entropy(output, targets, reduction="sum")
         correct = output.topk(k5, dim=1).indices.eq(targets[:, None])  # exact counts, not rounded percents
         bs = images.shape[0]

@@ -1,4 +1,4 @@
-"""Distributed setup, seeding and RNG state, atomic checkpoints, provenance."""
+"""Distributed setup, RNG state, atomic checkpoint files, provenance."""
 from __future__ import annotations
 
 import datetime
@@ -12,28 +12,20 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.distributed as dist
+from timm.utils.distributed import init_distributed_device_so
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------------------------------------- distributed
-def init_distributed(device_arg: str | None) -> tuple[torch.device, int, int, int]:
-    """(device, rank, world_size, local_rank) from torchrun's environment; NCCL on CUDA, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if device_arg:
-        device = torch.device(device_arg)
-    else:
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank if device.index is None else device.index)
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend=backend, **kwargs)
-    return device, rank, world, local_rank
+def init_distributed(device_arg: str | None, backend: str | None = None,
+                     url: str | None = None) -> tuple[torch.device, int, int, int]:
+    """(device, rank, world_size, local_rank) by timm's init_distributed_device_so: torchrun's variables or
+    SLURM's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; MASTER_ADDR / MASTER_PORT for env://), NCCL on CUDA,
+    gloo on CPU."""
+    device = device_arg or ("cuda" if torch.cuda.is_available() else "cpu")
+    info = init_distributed_device_so(device=device, dist_backend=backend, dist_url=url)
+    return torch.device(info["device"]), info["global_rank"], info["world_size"], info["local_rank"]
 
 
 def is_dist() -> bool:
@@ -59,13 +51,7 @@ def cleanup_distributed():
         dist.destroy_process_group()
 
 
-# ---------------------------------------------------------------------------------------------- seeding / RNG
-def seed_all(seed: int):
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
+# ---------------------------------------------------------------------------------------------- RNG state
 def get_rng_state() -> dict:
     """Python, numpy, torch (and CUDA) RNG states, stored as types torch.load(weights_only=True) accepts."""
     np_state = np.random.get_state()

@@ -3,7 +3,8 @@
 Configs: every YAML goes through the trainer's own loader (classification.config), uses only the shared schema
 keys (plus the trainer extras the configs need), names a registered model whose exact parameter count (built
 on the meta device) is the one stated in the file's `paper-row` block, states a batch/lr consistent with its
-values, holds the key recipe facts of its paper (copied from the specs: drop path, EMA, MESA, warmup, clipping),
+values, holds the key recipe facts of its paper (read in the official code: drop path, EMA, MESA, warmup, clipping,
+schedule stepping, loader), cites official repositories (no machine paths), has no NOT EXPRESSIBLE note,
 and the README table lists exactly the configs and is up to date.
 Plot tool: a synthetic official-format log becomes a PNG; malformed logs fail naming the line.
 """
@@ -49,29 +50,42 @@ SCHEMA_KEYS = {
     "amp_dtype", "sync_bn", "dist_eval", "data_path", "num_workers", "pin_mem", "seed", "output_dir", "resume",
     "eval", "throughput", "save_freq", "tensorboard",
 }
-# Trainer keys beyond the schema that official recipes need (val batch, RandomResizedCrop scale, DDP flag).
-EXTRA_KEYS = {"eval_batch_size", "scale", "find_unused_parameters"}
+# Trainer keys beyond the schema that official recipes need: val batch, RandomResizedCrop scale, DDP flag, and
+# how the official loop steps the schedule, scales warmup/min lr and the EMA decay, and loads the data.
+EXTRA_KEYS = {"eval_batch_size", "scale", "find_unused_parameters", "sched_on_updates", "sched_lag", "warmup_prefix",
+              "lr_base_scale", "auto_scale_warmup_min_lr", "model_ema_decay_base_size", "prefetcher",
+              "use_multi_epochs_loader", "channels_last"}
+# Data settings that come from the model's pretrained_cfg (timm resolve_data_config), never from a config.
+FROM_MODEL = {"crop_pct", "mean", "std", "eval_interpolation"}
+OFFICIAL_CROP_PCT = {"pacavit": 0.9}  # PaCa-ViT's timm validate (pretrained_cfg); the others resize 256 -> 224
 
 # Registered names that are aliases of another registered model (no config of their own).
 ALIASES = {"pacavit_tiny": "pacavit_tiny_p2cconv_100_0", "pacavit_small": "pacavit_small_p2cconv_100_0",
            "pacavit_base": "pacavit_base_p2cconv_100_0"}
 
-# Recipe facts per config, from the specs (ppma.md §3.2/§4.1/§7, p2t_paca_mpvit.md §1.2/§1.4/§2.3/§2.6/§3.2/§3.4,
-# spatial_mamba.md §3.1/§4.1): drop_path, EMA, EMA decay, MESA, warmup epochs, clip_grad, repeated aug, crop_pct.
+# Recipe facts per config, read in the official code: zhongchenzhao/PPMA classification/main.py (PPMA, RMT),
+# yuhuan-wu/P2T main.py, iVMCL/PaCaViT classification/configs/imagenet_vit_adamw.yml + train_timm.sh,
+# youngwanLEE/MPViT main.py, EdwardChasel/Spatial-Mamba classification/config.py + configs/spatialmamba/.
 _DEIT = dict(batch_size=128, epochs=300, lr=5e-4, lr_base_size=512, weight_decay=0.05, opt="adamw",
-             aa="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0, smoothing=0.1, reprob=0.25, input_size=224)
+             aa="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0, smoothing=0.1, reprob=0.25, input_size=224,
+             cooldown_epochs=0, warmup_prefix=False, sched_on_updates=False, sched_lag=True, warmup_lr=1e-6,
+             min_lr=1e-5, auto_scale_warmup_min_lr=False, prefetcher=False, use_multi_epochs_loader=False,
+             channels_last=False)
 _FAMILY = {
-    "ppma": dict(_DEIT, model_ema=True, model_ema_decay=0.99992, mesa=0.0, warmup_epochs=5, clip_grad=None,
-                 repeated_aug=True, crop_pct=0.875, warmup_lr=1e-6, min_lr=1e-5),
+    "ppma": dict(_DEIT, model_ema=True, model_ema_decay=0.99996, model_ema_decay_base_size=512, mesa=0.0,
+                 warmup_epochs=5, clip_grad=None, repeated_aug=True, eval_batch_size=64),
     "p2t": dict(_DEIT, model_ema=False, mesa=0.0, warmup_epochs=20, clip_grad=None, repeated_aug=True,
-                crop_pct=0.875, warmup_lr=1e-6, min_lr=1e-5),
-    "pacavit": dict(_DEIT, model_ema=False, mesa=0.0, warmup_epochs=5, cooldown_epochs=0, clip_grad=None,
-                    crop_pct=0.9, warmup_lr=1e-6, min_lr=1e-5),
-    "mpvit": dict(_DEIT, model_ema=True, model_ema_decay=0.99996, mesa=0.0, warmup_epochs=5, clip_grad=None,
-                  repeated_aug=True, crop_pct=0.875, find_unused_parameters=True),
-    "spatial_mamba": dict(_DEIT, model_ema=True, model_ema_decay=0.9999, mesa_start_ratio=0.25, warmup_epochs=20,
-                          cooldown_epochs=0, clip_grad=5.0, clip_mode="norm", repeated_aug=False, crop_pct=0.875,
-                          warmup_lr=1e-6, min_lr=1e-5),
+                eval_batch_size=192, find_unused_parameters=True),
+    "pacavit": dict(_DEIT, model_ema=False, mesa=0.0, warmup_epochs=5, clip_grad=None, sched_lag=False,
+                    warmup_lr=5e-7, min_lr=5e-6, auto_scale_warmup_min_lr=True, prefetcher=True,
+                    use_multi_epochs_loader=True, channels_last=True, repeated_aug=False),
+    "mpvit": dict(_DEIT, model_ema=True, model_ema_decay=0.99996, model_ema_decay_base_size=None, mesa=0.0,
+                  warmup_epochs=5, clip_grad=None, repeated_aug=True, find_unused_parameters=True,
+                  eval_batch_size=192),
+    "spatial_mamba": dict(_DEIT, model_ema=True, model_ema_decay=0.9999, model_ema_decay_base_size=None,
+                          mesa_start_ratio=0.25, epochs=280, warmup_epochs=20, warmup_prefix=True,
+                          sched_on_updates=True, warmup_lr=5e-7, min_lr=5e-6, auto_scale_warmup_min_lr=True,
+                          clip_grad=5.0, clip_mode="norm", repeated_aug=False),
 }
 _FAMILY["rmt"] = _FAMILY["ppma"]
 EXPECTED = {
@@ -98,6 +112,10 @@ SPEC_PARAMS = {
     "mpvit_tiny": 5_843_736, "mpvit_xsmall": 10_573_448, "mpvit_small": 22_892_400, "mpvit_base": 74_845_976,
     "spatial_mamba_tiny": 26_748_862, "spatial_mamba_small": 43_074_280, "spatial_mamba_base": 95_745_592,
 }
+
+
+OFFICIAL_REPOS = {"ppma": "zhongchenzhao/PPMA", "rmt": "zhongchenzhao/PPMA", "p2t": "yuhuan-wu/P2T",
+                  "pacavit": "iVMCL/PaCaViT", "mpvit": "youngwanLEE/MPViT", "spatial_mamba": "EdwardChasel/Spatial-Mamba"}
 
 
 def _family(model: str) -> str:
@@ -139,6 +157,9 @@ def test_config_valid(path):
             f"{path.name}: {key} = {loaded[key]!r}, spec says {value!r}"
     if loaded["mesa"]:
         assert loaded["model_ema"]
+    assert not keys & FROM_MODEL, f"{path.name}: {keys & FROM_MODEL} come from the model (resolve_data_config)"
+    crop = timm.models.get_pretrained_cfg(raw["model"]).crop_pct
+    assert crop == OFFICIAL_CROP_PCT.get(_family(raw["model"]), 0.875)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
@@ -157,9 +178,12 @@ def test_comment_block(path):
     if cfg["model"] in SPEC_PARAMS:
         assert make_table.stated_params(fields) == SPEC_PARAMS[cfg["model"]]
     text = path.read_text()
-    for line in text.splitlines():  # NOT EXPRESSIBLE notes are comments, never keys
-        if "NOT EXPRESSIBLE" in line:
-            assert line.startswith("# NOT EXPRESSIBLE: ")
+    assert "NOT EXPRESSIBLE" not in text  # every official behaviour is expressed by keys
+    assert "# Departures from the official recipe: none." in text
+    comments = [line for line in text.splitlines() if "#" in line]
+    # sources are official repositories and files, never paths of this machine
+    assert not [c for c in comments if re.search(r"(^|[\s(])/(work|home|mnt|root|tmp)/", c)], path.name
+    assert fields["source"].split()[0] in OFFICIAL_REPOS[_family(cfg["model"])]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
