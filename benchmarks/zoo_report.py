@@ -89,7 +89,11 @@ def render_markdown(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     family = None
-    for r in result["models"]:
+    first = {}
+    for i, r in enumerate(result["models"]):
+        first.setdefault(r["family"], i)
+    # families in run order, smallest model first within each (the run itself goes by name)
+    for r in sorted(result["models"], key=lambda r: (first[r["family"]], r.get("params", 0), r["model"])):
         if r["family"] != family:
             family = r["family"]
             out.append(f"| **{family}** — {r['paper']['source']} | | | | | | | | | |")
