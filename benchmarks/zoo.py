@@ -11,7 +11,8 @@ with the differences (``benchmarks/paper_numbers.py``). Each model is measured i
 
 Writes ``benchmarks/ZOO.md`` and ``benchmarks/zoo.json`` (CPU; ``ZOO-cuda.md`` / ``zoo-cuda.json`` for
 ``--device cuda``) with the command, date, machine, versions and load average in the header. Never edit
-them by hand: rerun the command. ``--quick`` (the CI mode) is batch 2, one timed repeat and no task-size
+them by hand: rerun the command (``python -m benchmarks.zoo_report`` re-renders ZOO.md from zoo.json after
+a change to the renderer alone). ``--quick`` (the CI mode) is batch 2, one timed repeat and no task-size
 FLOPs; the full run is for a person (a CPU run of all models takes tens of minutes).
 """
 from __future__ import annotations

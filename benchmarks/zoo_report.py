@@ -1,5 +1,14 @@
-"""Renders the result of ``python -m benchmarks.zoo`` (the dict it writes to zoo.json) as ZOO.md."""
+"""Renders the result of ``python -m benchmarks.zoo`` (the dict it writes to zoo.json) as ZOO.md.
+
+    python -m benchmarks.zoo_report [benchmarks/zoo.json] [--out benchmarks/ZOO.md]
+
+rewrites ZOO.md from an existing zoo.json without measuring again (after a change to this renderer only).
+"""
 from __future__ import annotations
+
+import argparse
+import json
+import pathlib
 
 from benchmarks.model_costs import TASK_SHAPES
 
@@ -71,8 +80,10 @@ _LEGEND = [
     "(four stages, with PPMA's / Spatial-Mamba's output norms) at the detection (H x W = 1280 x 800, as "
     "`detection/get_flops.py`) and segmentation input sizes, for the models the task configs use; the task "
     "tables ([detection](../configs/detection/README.md), [segmentation](../configs/segmentation/README.md)) "
-    "count whole detectors / segmentors, of which this is the backbone's share (PaCa-ViT's PaCa-head rows "
-    "cluster into 200 instead of 100, a slightly larger backbone). `-`: not given / not a downstream backbone.",
+    "count whole detectors / segmentors, of which this is the backbone's share. The backbone is the "
+    "classification variant's; PaCa-ViT's segmentation rows (the PaCa-head rows and UperNet PaCa-T) re-cluster "
+    "into 200 per stage, which makes it larger (PaCa-T at 512x512: 18.7 instead of 16.6 G). `-`: not given / "
+    "not a downstream backbone.",
     "",
     "Timings on a shared machine are noisy (see the load average): compare models within one run, not "
     "across runs or machines.",
@@ -99,3 +110,17 @@ def render_markdown(result: dict) -> str:
             out.append(f"| **{family}** — {r['paper']['source']} | | | | | | | | | |")
         out.append(_row(r))
     return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    root = pathlib.Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("zoo_json", nargs="?", default=str(root / "benchmarks" / "zoo.json"))
+    ap.add_argument("--out", default=str(root / "benchmarks" / "ZOO.md"))
+    args = ap.parse_args(argv)
+    pathlib.Path(args.out).write_text(render_markdown(json.loads(pathlib.Path(args.zoo_json).read_text())))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
