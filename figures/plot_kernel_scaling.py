@@ -25,12 +25,13 @@ CPU_RESULTS = ROOT / "benchmarks" / "cpu_results"
 IMPL_STYLE = {  # implementation -> (label, colour, marker)
     "torch": ("ours (torch)", "tab:red", "o"),
     "triton": ("ours (Triton)", "darkred", "*"),
+    "triton-rows": ("ours (Triton, row tiles)", "tab:orange", "P"),
     "dense": ("dense (official)", "tab:blue", "s"),
     "reference": ("sequential reference", "tab:blue", "s"),
     "flex": ("FlexAttention + bias", "tab:green", "^"),
     "sdpa": ("SDPA, no mask", "tab:gray", "v"),
 }
-_GPU_POLY = re.compile(r"^polyline fwd\+bwd N=(\d+) \(\d+x\d+\) B=(\d+) bf16 (\w+)$")
+_GPU_POLY = re.compile(r"^polyline fwd\+bwd N=(\d+) \(\d+x\d+\) B=(\d+) bf16 ([\w-]+)$")
 _GPU_SCAN = re.compile(r"^scan fwd\+bwd b=(\d+) Di=(\d+) L=(\d+) (\w+)$")
 
 
