@@ -28,7 +28,7 @@ Architecture (identical for PPMA and RMT apart from the attention):
   * RMT (``ManhattanAttention``): fixed per-head decay ``log gamma_h`` (buffer ``Relpos.decay``) with the
     Manhattan-distance mask ``(|di| + |dj|) log gamma_h``; full stages use one softmax over all tokens,
     decomposed stages run row attention then column attention (one order only). Plain attention with an
-    additive bias, so it uses ``F.scaled_dot_product_attention``.
+    additive bias: ``kernels.biased_attention`` (SDPA on CUDA, the explicit ops on CPU).
 
 - classifier: ``proj`` Linear(512 -> 1024) on the last stage, ``norm`` BatchNorm2d(1024), swish, token mean,
   ``head`` Linear(1024 -> num_classes). ``num_features`` is 1024 (the pooled pre-logits width).
@@ -73,6 +73,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
+from kernels.biased_attention import biased_attention
 from kernels.polyline_attention import polyline_attention
 
 from ._builder import build_model
@@ -223,14 +224,6 @@ class PolylinePathAttention(_AttentionBase):
         return self._out(o, lepe)
 
 
-def _biased_attention(q, k, v, bias):
-    """softmax(q k^T + bias) v with pre-scaled k. SDPA normally; explicit matmuls while jit-tracing so that
-    FLOP counters (fvcore) see the two matmuls like the official code."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1) @ v
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
-
-
 class ManhattanAttention(_AttentionBase):
     """RMT attention with the fixed Manhattan decay (official ``VisionRetentionAll`` / ``VisionRetentionChunk``)."""
 
@@ -244,14 +237,14 @@ class ManhattanAttention(_AttentionBase):
         n, d = self.num_heads, self.head_dim
         if self.mode == 'full':
             mask = relpos.manhattan_mask_2d(h, w)  # (n, N, N)
-            o = _biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), mask)
+            o = biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), mask)
             o = o.view(b, n, h, w, d)
         else:
             mask_h, mask_w = relpos.manhattan_mask_1d(h), relpos.manhattan_mask_1d(w)
             # rows: (B, H, n, W, d) with mask (n, W, W); then columns: (B, W, n, H, d) with mask (n, H, H)
-            o = _biased_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask_w)
+            o = biased_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask_w)
             o = o.permute(0, 3, 2, 1, 4)  # (B, W, n, H, d)
-            o = _biased_attention(q.permute(0, 3, 1, 2, 4), k.permute(0, 3, 1, 2, 4), o, mask_h)
+            o = biased_attention(q.permute(0, 3, 1, 2, 4), k.permute(0, 3, 1, 2, 4), o, mask_h)
             o = o.permute(0, 2, 3, 1, 4)  # (B, n, H, W, d)
         return self._out(o, lepe)
 
