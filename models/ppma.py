@@ -73,13 +73,14 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from torch import nn
 
-from kernels.polyline_attention import polyline_attention
+from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
 from ._layers import check_image_batch, init_weights_trunc_normal
 from ._checkpoint import load_checkpoint
 
-__all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn"]
+__all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
+           "flop_count_handles"]
 
 MIN_INPUT_SIZE = 32
 
@@ -528,6 +529,12 @@ class PPMAViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------- FLOPs
+def flop_count_handles() -> dict:
+    """fvcore op handles for the polyline-path attention ops (full and criss-cross)."""
+    return dict(FVCORE_OP_HANDLES)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -12,7 +12,7 @@ import argparse
 import re
 from pathlib import Path
 
-from segmentation._launch import CONFIG_DIR
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "segmentation"
 
 FAMILIES = ("ppma", "p2t", "pacavit", "mpvit", "spatial_mamba")
 
@@ -53,23 +53,39 @@ def parse(path: Path) -> dict:
     )
 
 
+def parse_paper_row(path: Path) -> dict:
+    """The paper's params / FLOPs of a config (as get_flops.py prints them next to ours)."""
+    row = parse(Path(path))
+    return {"params (M)": row["params"].rstrip("M"), "FLOPs (G)": row["flops"].rstrip("G")}
+
+
 def read_flops(path) -> dict:
     """{config path relative to configs/segmentation: (params M, GFLOPs)} from get_flops.py's output."""
+    from openmmlab.tools.get_flops import parse_line
+
     found = {}
     for line in Path(path).read_text().splitlines():
-        m = re.match(r"(\S+\.py)\s+([\d.]+)M\s+([\d.]+)$", line.strip())
-        if m:
-            rel = Path(m.group(1)).resolve().relative_to(CONFIG_DIR.resolve()).as_posix()
-            found[rel] = (float(m.group(2)), float(m.group(3)))
+        parsed = parse_line(line)
+        if parsed:
+            config, params, flops = parsed
+            found[Path(config).resolve().relative_to(CONFIG_DIR.resolve()).as_posix()] = (params, flops)
     return found
+
+
+def _ours(path: Path) -> tuple[float, float]:
+    """Our (params M, GFLOPs) of a config at 512x512."""
+    from openmmlab.configs import load_config
+    from openmmlab.flops import analyze
+    from segmentation.task import TASK
+
+    result = analyze(load_config(path), TASK.scope, TASK.flops_shape, TASK.flops_data_samples(*TASK.flops_shape))
+    return result["params"] / 1e6, result["flops"] / 1e9
 
 
 def table(with_flops: bool = False, flops_from=None) -> str:
     header = ["config", "model", "data", "mIoU ss", "mIoU ms", "params (paper)", "FLOPs (paper)"]
     known = read_flops(flops_from) if flops_from else None
     if with_flops or known is not None:
-        from segmentation.get_flops import complexity
-
         header += ["params (ours)", "GFLOPs @512² (ours)"]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path in row_configs():
@@ -78,8 +94,8 @@ def table(with_flops: bool = False, flops_from=None) -> str:
         if known is not None and r["config"] in known:
             cells += [f"{known[r['config']][0]:.2f} M", f"{known[r['config']][1]:.1f}"]
         elif with_flops or known is not None:
-            c = complexity(str(path))
-            cells += [f"{c['params'] / 1e6:.2f} M", f"{c['flops'] / 1e9:.1f}"]
+            params, flops = _ours(path)
+            cells += [f"{params:.2f} M", f"{flops:.1f}"]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 

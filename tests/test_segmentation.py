@@ -6,14 +6,12 @@
 - ``PaCaSegHead`` equals an independent dense formulation of the spec's math (logits and both losses), and
   its parameter names are the official checkpoint's;
 - classification checkpoints load through ``init_cfg`` and official-layout segmentor checkpoints through
-  test.py's strict loader;
-- ``dist_train.sh`` -> ``dist_test.sh`` (single scale and ``--aug-test``) with 2 processes on the embedded data.
+  the strict loader of whole models (``openmmlab.checkpoint``);
+- the embedded dataset and P2T's AlignResize.
+The scripts (flags, dist / slurm launchers, the 2-process train -> test round trips) are tested for both task
+folders at once in ``test_openmmlab_tools.py``.
 """
-import json
-import os
 import re
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,8 +26,11 @@ from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
-import models.openmmlab  # noqa: E402,F401  (registers VisionBackbone and PaCaSegHead)
-from segmentation import _launch, embedded_data  # noqa: E402
+import openmmlab  # noqa: E402,F401  (registers VisionBackbone, PaCaSegHead and AlignResize)
+from models import CheckpointMismatchError  # noqa: E402
+from openmmlab.checkpoint import load_full_checkpoint  # noqa: E402
+from openmmlab.launch import replace_sync_bn  # noqa: E402
+from segmentation import embedded_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "segmentation"
@@ -56,7 +57,7 @@ def _rel(p: Path) -> str:
 
 def _cpu_config(path) -> Config:
     cfg = Config.fromfile(str(path))
-    _launch.replace_sync_bn(cfg.model)
+    replace_sync_bn(cfg.model)
     cfg.model.backbone.pop("init_cfg", None)  # the ImageNet checkpoints are not in the test environment
     return cfg
 
@@ -266,13 +267,7 @@ def test_classification_checkpoint_loads_through_init_cfg(tmp_path):
         MODELS.build(cfg.model).init_weights()
 
 
-class _FakeRunner:
-    def __init__(self, model):
-        import logging
-        self.model, self.logger = model, logging.getLogger("test")
-
-
-def test_official_layout_segmentor_checkpoint_loads_strictly(tmp_path):
+def test_official_layout_segmentor_checkpoint_loads_strictly():
     from test_p2t import to_official  # our P2T keys -> the official ones (written in that test)
 
     _, source = _smoke_model("upernet_smoke.py")
@@ -287,10 +282,9 @@ def test_official_layout_segmentor_checkpoint_loads_strictly(tmp_path):
     official.update({k: v for k, v in ours.items() if not k.startswith("backbone.")})
     # the official segmentor's backbone kept its (unused) 1000-way classifier
     official.update({"backbone.head.weight": torch.randn(1000, 64), "backbone.head.bias": torch.randn(1000)})
-    torch.save({"state_dict": official, "meta": {}}, tmp_path / "official.pth")
-
     _, target = _smoke_model("upernet_smoke.py")
-    _launch.load_segmentor_checkpoint(_FakeRunner(target), str(tmp_path / "official.pth"))
+    dropped = load_full_checkpoint(target, {"state_dict": official, "meta": {}})
+    assert dropped == ["backbone.head.bias", "backbone.head.weight"]
     x = torch.randn(1, 3, 96, 128)
     source.eval(), target.eval()
     with torch.no_grad():
@@ -299,9 +293,9 @@ def test_official_layout_segmentor_checkpoint_loads_strictly(tmp_path):
     broken = dict(official)
     broken.pop("decode_head.conv_seg.weight")
     broken["decode_head.extra.weight"] = torch.zeros(1)  # a stray key is an error, unlike the classifier
-    torch.save({"state_dict": broken}, tmp_path / "broken.pth")
-    with pytest.raises(RuntimeError, match=r"missing \(1\): decode_head.conv_seg.weight[\s\S]*extra.weight"):
-        _launch.load_segmentor_checkpoint(_FakeRunner(target), str(tmp_path / "broken.pth"))
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"missing keys \(1\): decode_head.conv_seg.weight[\s\S]*extra.weight"):
+        load_full_checkpoint(target, {"state_dict": broken})
 
 
 # ------------------------------------------------------------------------------------------ data, scripts
@@ -332,7 +326,6 @@ def test_embedded_data_is_deterministic_and_complete(tmp_path):
 def test_align_resize_stretches_to_multiples_of_32():
     import numpy as np
 
-    import segmentation.transforms  # noqa: F401  (registers AlignResize)
     from mmseg.registry import TRANSFORMS
 
     img = np.random.default_rng(0).integers(0, 255, (300, 450, 3), dtype=np.uint8)
@@ -346,55 +339,3 @@ def test_align_resize_stretches_to_multiples_of_32():
     assert out["img"].shape[:2] == (512, 800) and out["img_shape"] == (512, 800)
     assert out["gt_seg_map"].shape == (512, 800) and set(np.unique(out["gt_seg_map"])) <= set(range(5))
     assert np.allclose(out["scale_factor"], (800 / 450, 512 / 290))
-
-
-def test_config_names_resolve():
-    assert _launch.resolve_config("smoke") == CONFIG_DIR / "smoke" / "upernet_smoke.py"
-    name = "fpn_p2t_tiny_512x512_80k_ade20k"
-    assert _launch.resolve_config(name) == CONFIG_DIR / "p2t" / f"{name}.py"
-    with pytest.raises(FileNotFoundError, match="no config"):
-        _launch.resolve_config("no_such_config")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PORT=str(_free_port()))
-    env.pop("TRITON_INTERPRET", None)
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def _miou(out: str) -> float:
-    found = re.findall(r"Iter\((?:val|test)\) \[\d+/\d+\].*?mIoU: ([\d.]+)", out)
-    assert found, out[-3000:]
-    return float(found[-1])
-
-
-@pytest.mark.slow
-def test_train_test_round_trip_two_processes(tmp_path):
-    data = tmp_path / "embedded_ade"  # generated by train.py on first use
-    opts = ["--cfg-options"] + [f"{k}_dataloader.dataset.data_root={data}" for k in ("train", "val", "test")]
-    config = str(CONFIG_DIR / "smoke" / "upernet_smoke.py")
-    out = _run(["bash", str(REPO / "segmentation" / "dist_train.sh"), config, "2",
-                "--work-dir", str(tmp_path / "train"), *opts], tmp_path)
-    assert embedded_data.is_complete(data)
-    assert _miou(out) > 20.0  # 4 classes, 40 iterations: sky / ground are learnt
-    checkpoint = tmp_path / "train" / "iter_40.pth"
-    assert checkpoint.is_file()
-    for extra in ([], ["--aug-test"]):
-        out = _run(["bash", str(REPO / "segmentation" / "dist_test.sh"), config, str(checkpoint), "2",
-                    "--work-dir", str(tmp_path / "test"), *extra, *opts], tmp_path)
-        assert "all keys matched" in out
-        miou = _miou(out)
-        assert miou > 20.0
-        # the metrics file is written once, from rank 0 (mmengine writes it from every rank at once)
-        logs = sorted((tmp_path / "test").glob("*/*.json"), key=lambda p: p.stat().st_mtime)
-        assert logs, "no metrics json in the test work dir"
-        assert abs(json.loads(logs[-1].read_text())["mIoU"] - miou) < 0.01

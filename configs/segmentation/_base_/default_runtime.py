@@ -1,7 +1,7 @@
 # Runtime shared by every segmentation config (mmseg 1.x / mmengine conventions).
-# `models.openmmlab` registers the `VisionBackbone` adapter and the `PaCaSegHead` decode head in mmseg's
-# registry; `segmentation.transforms` adds the `AlignResize` test transform P2T's configs use.
-custom_imports = dict(imports=['models.openmmlab', 'segmentation.transforms'], allow_failed_imports=False)
+# `openmmlab` registers the `VisionBackbone` adapter, the `PaCaSegHead` decode head and the `AlignResize`
+# test transform P2T's configs use in mmseg's registries.
+custom_imports = dict(imports=['openmmlab'], allow_failed_imports=False)
 default_scope = 'mmseg'
 env_cfg = dict(
     cudnn_benchmark=True,
@@ -14,6 +14,6 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-# multi-scale + flip evaluation (`test.py --aug-test`) wraps the model in this; the scales are in
+# multi-scale + flip evaluation (`test.py --tta` / `--aug-test`) wraps the model in this; the scales are in
 # each dataset's / config's `tta_pipeline`
 tta_model = dict(type='SegTTAModel')

@@ -1,6 +1,6 @@
 # UperNet (UPerHead + FCN auxiliary head on stage 3), as mmseg's `upernet_swin.py` and every paper here:
 # channels 512, pool scales (1, 2, 3, 6), dropout 0.1, SyncBN; auxiliary FCN 256 channels, loss weight 0.4.
-# Family configs fill in the backbone (`VisionBackbone`, models/openmmlab.py) and the in_channels.
+# Family configs fill in the backbone (`VisionBackbone`, openmmlab/backbone.py) and the in_channels.
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # train.py / test.py switch it to BN on CPU
 data_preprocessor = dict(
     type='SegDataPreProcessor',

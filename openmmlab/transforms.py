@@ -1,4 +1,5 @@
-"""Data transforms the papers' segmentation pipelines use and mmseg 1.x lacks (registered on import).
+"""Data transforms the papers' segmentation pipelines use and mmseg 1.x lacks (registered in mmseg's
+TRANSFORMS when :mod:`openmmlab` is imported).
 
 ``AlignResize`` (P2T's test transform, written for mmseg 0.x): resize as ``Resize`` does, then stretch the
 result so that both sides are multiples of ``size_divisor`` (rounding up), instead of padding. P2T's

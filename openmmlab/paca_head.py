@@ -1,7 +1,6 @@
-"""Decode heads for mmsegmentation 1.x that mmseg itself lacks: the PaCa-ViT segmentation head.
+"""The PaCa-ViT segmentation decode head for mmsegmentation 1.x (mmseg has none).
 
-Imported by :mod:`models.openmmlab` when mmseg is importable (configs only ``custom_imports`` that module);
-never imported by ``import models``.
+Registered in mmseg's MODELS registry when :mod:`openmmlab` is imported (configs ``custom_imports`` it).
 
 ``PaCaSegHead`` (PaCa-ViT, CVPR 2023, "patch-to-cluster attention" head; the official type name) with
 ``C_i`` the backbone widths, ``Cd = channels``, ``K = num_classes`` clusters (one per class) and ``N`` the

@@ -1,15 +1,9 @@
-"""OpenMMLab adapter: this package's backbones as mmdet 3.x / mmseg 1.x backbones.
+"""The backbone adapter: any model of ``models`` as an mmdet 3.x / mmseg 1.x backbone.
 
-Detection and segmentation configs load it with
+Configs use ``backbone=dict(type='VisionBackbone', model_name='ppma_tiny', out_indices=(0, 1, 2, 3), ...)``;
+importing :mod:`openmmlab` registers it in the MODELS registry of mmdet and of mmseg.
 
-    custom_imports = dict(imports=['models.openmmlab'], allow_failed_imports=False)
-
-and use ``backbone=dict(type='VisionBackbone', model_name='ppma_tiny', out_indices=(0, 1, 2, 3), ...)``.
-Importing it registers :class:`VisionBackbone` in the MODELS registry of mmdet and of mmseg (each when that
-package is installed) and, with mmseg, the PaCa segmentation decode head (``_openmmlab_heads``). Nothing
-else in ``models`` imports an OpenMMLab package.
-
-Checkpoints, all with the key handling of :mod:`models._checkpoint` (missing / unexpected keys raise
+Checkpoints, all with the key handling of ``models`` (missing / unexpected keys raise
 :class:`~models.CheckpointMismatchError` naming them):
 
 - ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads a classification checkpoint: the official
@@ -21,31 +15,24 @@ Checkpoints, all with the key handling of :mod:`models._checkpoint` (missing / u
   fresh initialisation, and the names are logged. Every other mismatch still raises.
 - A full detector / segmentor checkpoint (``load_from``, ``--resume``, ``dist_test.sh CONFIG CKPT``) whose
   backbone weights are in the official layout (``backbone.<official key>``, as the papers' mmdet / mmseg
-  checkpoints have them) is mapped to ours while it loads (a state-dict pre-hook applies the family's key
-  filter), so official checkpoints evaluate without a conversion step.
+  checkpoints have them) is mapped to ours by :meth:`VisionBackbone.map_official_keys`: explicitly by the
+  strict loader of :mod:`openmmlab.checkpoint`, and as a state-dict pre-hook for any other
+  ``load_state_dict`` (mmengine's own loaders), so official checkpoints evaluate without a conversion step.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections.abc import Sequence
 
 import timm
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from timm.models import group_parameters, model_entrypoint
+from timm.models import group_parameters
 from torch import nn
 
-from . import list_models
-from ._checkpoint import (CheckpointMismatchError, FilterFn, drop_classifier, extract_state_dict, load_checkpoint,
-                          read_checkpoint)
-
-
-def checkpoint_filter_for(model_name: str) -> FilterFn:
-    """The official-key filter of the family that registers ``model_name``."""
-    return sys.modules[model_entrypoint(model_name).__module__].checkpoint_filter_fn
+from models import (CheckpointMismatchError, checkpoint_filter_for, drop_classifier, extract_state_dict, list_models,
+                    load_checkpoint, read_checkpoint)
 
 
 class VisionBackbone(BaseModule):
@@ -96,7 +83,7 @@ class VisionBackbone(BaseModule):
         if with_cp:
             self.model.set_grad_checkpointing(True)
         self._frozen_modules = self._freeze(frozen_stages)
-        self._register_load_state_dict_pre_hook(self._map_official_keys)
+        self._register_load_state_dict_pre_hook(self._map_official_keys_hook)
 
     # ------------------------------------------------------------------------------------------- freezing
     def _freeze(self, frozen_stages: int) -> list[nn.Module]:
@@ -168,34 +155,25 @@ class VisionBackbone(BaseModule):
             return {k[len("model."):]: v for k, v in state.items()}
         return state
 
-    def _map_official_keys(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                           error_msgs):
+    def map_official_keys(self, state_dict: dict, prefix: str) -> list[str]:
+        """Maps, in place, this backbone's keys under ``prefix`` from the official layout to ours.
+
+        A no-op when they are already ours (``<prefix>model.*``). Returns the classifier keys dropped: an
+        official backbone may keep its unused ImageNet classifier (P2T's does), which goes as it does for a
+        classification checkpoint loaded into a headless model (``models.drop_classifier``)."""
         own = [k for k in state_dict if k.startswith(prefix)]
         if not own or all(k[len(prefix):].startswith("model.") for k in own):
-            return
+            return []
         sub = {k[len(prefix):]: state_dict.pop(k) for k in own}
         mapped = checkpoint_filter_for(self.model_name)(sub, self.model)
-        # an official backbone may keep its unused ImageNet classifier (P2T's does): dropped, as for
-        # classification checkpoints loaded into a headless model
-        drop_classifier(mapped, self.model)
+        dropped = drop_classifier(mapped, self.model)
         for k, v in mapped.items():
             state_dict[f"{prefix}model.{k}"] = v
+        return sorted(f"{prefix}{k}" for k in dropped)
+
+    def _map_official_keys_hook(self, state_dict, prefix, *args):
+        self.map_official_keys(state_dict, prefix)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True))
 
-
-def _register() -> None:
-    if importlib.util.find_spec("mmdet") is not None:
-        from mmdet.registry import MODELS as MMDET_MODELS
-
-        MMDET_MODELS.register_module(module=VisionBackbone, force=True)
-    if importlib.util.find_spec("mmseg") is not None:
-        from mmseg.registry import MODELS as MMSEG_MODELS
-
-        MMSEG_MODELS.register_module(module=VisionBackbone, force=True)
-        if importlib.util.find_spec(f"{__package__}._openmmlab_heads") is not None:
-            importlib.import_module(f"{__package__}._openmmlab_heads")
-
-
-_register()
