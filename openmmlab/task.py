@@ -2,12 +2,11 @@
 
 ``detection/task.py`` and ``segmentation/task.py`` each build one :class:`Task`: the framework class
 (:class:`MMDetTask`, :class:`MMSegTask`) carries what mmdet and mmseg do differently, the arguments what the
-folder owns (its configs, their old names, its embedded dataset). Everything else in ``train.py``,
+folder owns (its configs, its embedded dataset). Everything else in ``train.py``,
 ``test.py`` and ``get_flops.py`` is the same code for both.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -24,8 +23,6 @@ class Task:
         config_dir: where its configs are (names given to the tools are looked up here).
         embedded_data: the module of its embedded dataset: ``DEFAULT_ROOT`` (a ``data_root`` with its directory
             name is generated) and ``generate(root)``.
-        paper_row: ``path -> dict`` with the config's paper values (``'params (M)'``, ``'FLOPs (G)'``) or None.
-        aliases: other names of configs (old names, ``smoke``) -> path relative to ``config_dir``.
     """
 
     scope: str = ""                 # mmengine registry scope of the framework
@@ -34,13 +31,10 @@ class Task:
     test_visualization_hook: str | None = None  # a hook type that draws every test image, if not the config's
     tta_aliases: tuple[str, ...] = ()  # other spellings of test.py's --tta
 
-    def __init__(self, name: str, config_dir: Path, embedded_data: ModuleType,
-                 paper_row: Callable[[Path], dict | None], aliases: Mapping[str, str] | None = None):
+    def __init__(self, name: str, config_dir: Path, embedded_data: ModuleType):
         self.name = name
         self.config_dir = Path(config_dir)
         self.embedded_data = embedded_data
-        self.paper_row = paper_row
-        self.aliases = dict(aliases or {})
 
     # ---------------------------------------------------------------------------------- test options
     def enable_tta(self, cfg: Config, config: str) -> None:

@@ -6,7 +6,7 @@
 
 The flags are those of mmseg's ``tools/train.py``; the code is ``openmmlab.tools.train``, shared with
 detection/. CONFIG is a path or a config name under configs/segmentation (``smoke`` =
-smoke/upernet_smoke.py; the old config names still resolve). A dataset root named ``embedded_ade`` gets the
+smoke/upernet_p2t_smoke.py; the old config names still resolve). A dataset root named ``embedded_ade`` gets the
 embedded tiny dataset generated on first use; any other missing dataset stops the run with the path it
 expected.
 """

@@ -31,15 +31,15 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.runner import load_checkpoint as mm_load_checkpoint  # noqa: E402
 from timm.layers import DropPath  # noqa: E402
 
-import openmmlab  # noqa: E402,F401  (registers VisionBackbone, as the configs' custom_imports do)
+import openmmlab.config_table  # noqa: E402  (importing openmmlab registers VisionBackbone, as custom_imports does)
 from detection import config_table, embedded_data  # noqa: E402
 from detection.task import TASK  # noqa: E402
 from models import CheckpointMismatchError  # noqa: E402
 from openmmlab.datasets import check_datasets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ROW_CONFIGS = config_table.row_configs()
-SMOKE_CONFIGS = config_table.smoke_configs()
+ROW_CONFIGS = config_table.SPEC.row_configs()
+SMOKE_CONFIGS = config_table.SPEC.smoke_configs()
 ALL_CONFIGS = ROW_CONFIGS + SMOKE_CONFIGS
 
 # Rows whose built detector does not match the paper's parameter count, with our exact count (M) and why.
@@ -128,7 +128,7 @@ def test_config_table_is_complete_and_readme_current():
     assert len(ROW_CONFIGS) == 47 and len(SMOKE_CONFIGS) == 7
     counts = defaultdict(int)
     for path in ROW_CONFIGS:
-        row = config_table.parse_paper_row(path)
+        row = config_table.SPEC.parse(path)
         assert row is not None, f"{path} has no paper-row block"
         counts[(path.parent.name, row["detector"], row["schedule"])] += 1
     assert counts == {
@@ -139,7 +139,7 @@ def test_config_table_is_complete_and_readme_current():
         ("mpvit", "Mask R-CNN", "1x"): 4, ("mpvit", "Mask R-CNN", "MS+3x"): 4,
         ("spatial_mamba", "Mask R-CNN", "1x"): 3, ("spatial_mamba", "Mask R-CNN", "MS+3x"): 2,
     }
-    assert config_table.main(["--check"]) == 0, "configs/detection/README.md is stale"
+    assert openmmlab.config_table.main(config_table.SPEC, ["--check"]) == 0, "the config tables / metafile are stale"
 
 
 @pytest.mark.parametrize("path", ROW_CONFIGS, ids=lambda p: p.name)
@@ -152,7 +152,7 @@ def test_row_config_builds_with_paper_params(path):
     assert list(model.backbone.channels) == list(cfg.model.neck.in_channels)
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"{path.name}: {params_m:.2f} M parameters")
-    paper = config_table.parse_paper_row(path)["params (M)"]
+    paper = config_table.SPEC.parse(path)["params (M)"]
     pinned = {**KNOWN_PARAM_DEVIATIONS, **UNREPORTED_PARAMS}
     if path.name in pinned:
         assert (paper == "-") == (path.name in UNREPORTED_PARAMS)

@@ -32,9 +32,9 @@ from openmmlab.launch import replace_sync_bn  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("detection", "segmentation")
 SMOKE = {"detection": "configs/detection/smoke/mask-rcnn_p2t_smoke.py",
-         "segmentation": "configs/segmentation/smoke/upernet_smoke.py"}
+         "segmentation": "configs/segmentation/smoke/upernet_p2t_smoke.py"}
 TTA_SMOKE = {"detection": "configs/detection/smoke/retinanet_p2t_smoke.py",  # DetTTAModel merges boxes only
-             "segmentation": "configs/segmentation/smoke/upernet_smoke.py"}
+             "segmentation": "configs/segmentation/smoke/upernet_p2t_smoke.py"}
 TTA_MODEL = {"detection": "DetTTAModel", "segmentation": "SegTTAModel"}
 EMBEDDED = {"detection": "EMBEDDED_COCO_ROOT", "segmentation": "EMBEDDED_ADE_ROOT"}
 
@@ -95,18 +95,23 @@ def test_the_same_flags_as_the_openmmlab_tools(name, capsys):
 
 @pytest.mark.parametrize("name", TASKS)
 def test_config_names_resolve_the_same_way(name):
-    from openmmlab.configs import resolve_config
+    from openmmlab.configs import config_aliases, resolve_config
 
     task = _task(name)
     smoke = REPO / SMOKE[name]
-    assert resolve_config("smoke", task.config_dir, task.aliases) == smoke
-    assert resolve_config(smoke.stem, task.config_dir, task.aliases) == smoke
-    assert resolve_config(f"{smoke.stem}.py", task.config_dir, task.aliases) == smoke
-    assert resolve_config(str(smoke), task.config_dir, task.aliases) == smoke
-    for old, new in task.aliases.items():  # old names of renamed configs still work
-        assert (task.config_dir / new).is_file(), (old, new)
-    with pytest.raises(FileNotFoundError, match="no config of that name"):
-        resolve_config("no_such_config", task.config_dir, task.aliases)
+    for given in ("smoke", smoke.stem, f"{smoke.stem}.py", str(smoke), SMOKE[name]):
+        assert resolve_config(given, task.config_dir).resolve() == smoke, given
+    old_names = {"detection": {}, "segmentation": {  # documented before the mmseg 1.x renames
+        "upernet_smoke": "smoke/upernet_p2t_smoke.py",
+        "upernet_ppma_tiny_512x512_160k_ade20k": "ppma/upernet_ppma-tiny_8xb2-160k_ade20k-512x512.py",
+        "fpn_p2t_tiny_512x512_80k_ade20k.py": "p2t/fpn_p2t-tiny_8xb2-80k_ade20k-512x512.py",
+        "configs/segmentation/pacavit/pacahead_pacavit_small_p2cconv_100_0_512x512_160k_ade20k.py":
+            "pacavit/pacahead_pacavit-small-p2cconv-100-0_8xb2-160k_ade20k-512x512.py"}}[name]
+    for old, new in old_names.items():
+        assert resolve_config(old, task.config_dir) == task.config_dir / new, old
+    assert all(p.is_file() for p in config_aliases(task.config_dir).values())
+    with pytest.raises(FileNotFoundError, match="no config or alias of that name"):
+        resolve_config("no_such_config", task.config_dir)
 
 
 @pytest.mark.parametrize("name", TASKS)

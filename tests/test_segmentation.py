@@ -26,11 +26,12 @@ from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
-import openmmlab  # noqa: E402,F401  (registers VisionBackbone, PaCaSegHead and AlignResize)
+import openmmlab.config_table  # noqa: E402  (importing openmmlab registers VisionBackbone, PaCaSegHead, AlignResize)
 from models import CheckpointMismatchError  # noqa: E402
 from openmmlab.checkpoint import load_full_checkpoint  # noqa: E402
 from openmmlab.launch import replace_sync_bn  # noqa: E402
-from segmentation import embedded_data  # noqa: E402
+from segmentation import config_table, embedded_data  # noqa: E402
+from segmentation.config_table import OURS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "segmentation"
@@ -38,16 +39,16 @@ CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.py") if "_base_" not in p.parts)
 # one training step per backbone family (x head for PaCa-ViT's clusterers); the others only build: they differ
 # from these in sizes, cluster counts or the dataset
 TRAIN_STEP = [
-    "ppma/upernet_ppma_tiny_512x512_160k_ade20k.py",
-    "p2t/fpn_p2t_tiny_512x512_80k_ade20k.py",
-    "pacavit/pacahead_pacavit_tiny_p2cconv_100_0_512x512_160k_ade20k.py",
-    "pacavit/pacahead_pacavit_small_p2cmlp_100_0_512x512_160k_ade20k.py",
-    "pacavit/pacahead_pacavit_convmixer_small_100_512x512_160k_ade20k.py",
-    "mpvit/upernet_mpvit_small_512x512_160k_ade20k.py",
-    "spatial_mamba/upernet_spatial_mamba_tiny_512x512_160k_ade20k.py",
-    "smoke/upernet_smoke.py",
-    "smoke/fpn_smoke.py",
-    "smoke/pacahead_smoke.py",
+    "ppma/upernet_ppma-tiny_8xb2-160k_ade20k-512x512.py",
+    "p2t/fpn_p2t-tiny_8xb2-80k_ade20k-512x512.py",
+    "pacavit/pacahead_pacavit-tiny-p2cconv-100-0_8xb2-160k_ade20k-512x512.py",
+    "pacavit/pacahead_pacavit-small-p2cmlp-100-0_8xb2-160k_ade20k-512x512.py",
+    "pacavit/pacahead_pacavit-convmixer-small-100_8xb2-160k_ade20k-512x512.py",
+    "mpvit/upernet_mpvit-small_8xb2-160k_ade20k-512x512.py",
+    "spatial_mamba/upernet_spatial-mamba-tiny_8xb2-160k_ade20k-512x512.py",
+    "smoke/upernet_p2t_smoke.py",
+    "smoke/fpn_p2t_smoke.py",
+    "smoke/pacahead_pacavit_smoke.py",
 ]
 
 
@@ -74,29 +75,32 @@ def _batch(size: int, num_classes: int, n: int = 2, seed: int = 0):
 def test_config_set_is_complete():
     names = {_rel(p) for p in CONFIGS}
     expected = (
-        [f"ppma/upernet_ppma_{s}_512x512_160k_ade20k.py" for s in ("tiny", "small", "base")]
-        + [f"ppma/upernet_ppma_{s}_1024x1024_160k_cityscapes.py" for s in ("tiny", "small", "base")]
-        + [f"p2t/fpn_p2t_{s}_512x512_80k_ade20k.py" for s in ("tiny", "small", "base", "large")]
-        + [f"pacavit/upernet_pacavit_{s}_p2cconv_100_0_512x512_160k_ade20k.py" for s in ("tiny", "small", "base")]
-        + [f"pacavit/pacahead_pacavit_{v}_512x512_160k_ade20k.py" for v in (
-            "tiny_p2cconv_100_0", "small_p2cconv_100_0", "base_p2cconv_100_0", "small_p2cmlp_100_0",
-            "convmixer_small_100", "convmixer_base_100", "small_p2cconv_2_0", "small_p2cconv_49_0",
-            "small_p2cconv_49_100", "small_p2cconv_100_49", "small_p2cconv_100", "small_p2cconv_100_blockwise")]
-        + [f"mpvit/upernet_mpvit_{s}_512x512_160k_ade20k.py" for s in ("small", "base")]
-        + [f"spatial_mamba/upernet_spatial_mamba_{s}_512x512_160k_ade20k.py" for s in ("tiny", "small", "base")]
-        + [f"smoke/{n}_smoke.py" for n in ("upernet", "fpn", "pacahead")]
+        [f"ppma/upernet_ppma-{s}_8xb2-160k_ade20k-512x512.py" for s in ("tiny", "small", "base")]
+        + [f"ppma/upernet_ppma-{s}_8xb1-160k_cityscapes-1024x1024.py" for s in ("tiny", "small", "base")]
+        + [f"p2t/fpn_p2t-{s}_8xb2-80k_ade20k-512x512.py" for s in ("tiny", "small", "base", "large")]
+        + [f"pacavit/upernet_pacavit-{s}-p2cconv-100-0_8xb2-160k_ade20k-512x512.py" for s in ("tiny", "small", "base")]
+        + [f"pacavit/pacahead_pacavit-{v}_8xb2-160k_ade20k-512x512.py" for v in (
+            "tiny-p2cconv-100-0", "small-p2cconv-100-0", "base-p2cconv-100-0", "small-p2cmlp-100-0",
+            "convmixer-small-100", "convmixer-base-100", "small-p2cconv-2-0", "small-p2cconv-49-0",
+            "small-p2cconv-49-100", "small-p2cconv-100-49", "small-p2cconv-100", "small-p2cconv-100-blockwise")]
+        + [f"mpvit/upernet_mpvit-{s}_8xb2-160k_ade20k-512x512.py" for s in ("small", "base")]
+        + [f"spatial_mamba/upernet_spatial-mamba-{s}_8xb2-160k_ade20k-512x512.py" for s in ("tiny", "small", "base")]
+        + [f"smoke/{n}_smoke.py" for n in ("upernet_p2t", "fpn_p2t", "pacahead_pacavit")]
     )
     assert names == set(expected)
-    for path in CONFIGS:  # every row states its paper numbers
-        if "smoke" not in path.parts:
-            assert re.search(r"Paper row.*mIoU \d+\.\d+", path.read_text()), path
+    assert [p for p in CONFIGS if "smoke" not in p.parts] == sorted(config_table.SPEC.row_configs())
+    for path in config_table.SPEC.row_configs():  # every row states its paper numbers and ours
+        row = config_table.SPEC.parse(path)
+        assert re.fullmatch(r"\d+\.\d+", row["mIoU (ss)"]) and re.fullmatch(r"[\d.]+ / [\d.]+", row[OURS]), path
+    assert openmmlab.config_table.main(config_table.SPEC, ["--check"]) == 0, "the config tables / metafile are stale"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=_rel)
 def test_config_builds_and_trains(path):
     """Every config: model + optimiser (parameter-wise rules on the real names), literal in_channels equal to
-    the backbone's; for one config per backbone family x head (TRAIN_STEP) also one real training step."""
+    the backbone's, the parameter count its paper-row block gives as ours; for one config per backbone family
+    x head (TRAIN_STEP) also one real training step."""
     init_default_scope("mmseg")
     cfg = _cpu_config(path)
     size = 96 if cfg.model.backbone.model_name.startswith("p2t") else 64  # P2T's pyramid pools need > 64 px
@@ -113,6 +117,9 @@ def test_config_builds_and_trains(path):
         aux = cfg.model.auxiliary_head
         assert aux.in_channels == channels[aux.in_index]
     assert head.num_classes == (19 if "cityscapes" in path.name else 4 if "smoke" in path.parts else 150)
+    if "smoke" not in path.parts:
+        ours = float(config_table.SPEC.parse(path)[OURS].split(" / ")[0])
+        assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == ours, path.name
     if _rel(path) not in TRAIN_STEP:
         return
 
@@ -247,7 +254,7 @@ def _smoke_model(name):
 def test_classification_checkpoint_loads_through_init_cfg(tmp_path):
     import timm
 
-    cfg, _ = _smoke_model("pacahead_smoke.py")
+    cfg, _ = _smoke_model("pacahead_pacavit_smoke.py")
     kwargs = {k: v for k, v in cfg.model.backbone.items() if k not in ("type", "model_name", "out_indices")}
     classifier = timm.create_model(cfg.model.backbone.model_name, num_classes=1000, **kwargs)
     with torch.no_grad():
@@ -270,7 +277,7 @@ def test_classification_checkpoint_loads_through_init_cfg(tmp_path):
 def test_official_layout_segmentor_checkpoint_loads_strictly():
     from test_p2t import to_official  # our P2T keys -> the official ones (written in that test)
 
-    _, source = _smoke_model("upernet_smoke.py")
+    _, source = _smoke_model("upernet_p2t_smoke.py")
     with torch.no_grad():
         for p in source.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -282,7 +289,7 @@ def test_official_layout_segmentor_checkpoint_loads_strictly():
     official.update({k: v for k, v in ours.items() if not k.startswith("backbone.")})
     # the official segmentor's backbone kept its (unused) 1000-way classifier
     official.update({"backbone.head.weight": torch.randn(1000, 64), "backbone.head.bias": torch.randn(1000)})
-    _, target = _smoke_model("upernet_smoke.py")
+    _, target = _smoke_model("upernet_p2t_smoke.py")
     dropped = load_full_checkpoint(target, {"state_dict": official, "meta": {}})
     assert dropped == ["backbone.head.bias", "backbone.head.weight"]
     x = torch.randn(1, 3, 96, 128)

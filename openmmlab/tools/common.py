@@ -35,7 +35,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
 def prepare_config(task: Task, args: argparse.Namespace) -> tuple[Config, str]:
     """The config (path or name) with ``--cfg-options`` merged, its work dir, and the launcher / device set-up;
     returns it with the config's path."""
-    path = resolve_config(args.config, task.config_dir, task.aliases)
+    path = resolve_config(args.config, task.config_dir)
     cfg = load_config(path, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("./work_dirs", path.stem)
     setup_device(cfg, resolve_launcher(args.launcher))

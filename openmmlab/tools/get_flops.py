@@ -8,7 +8,8 @@ papers in the Swin convention quote 512 x 2048: ``--shape 512 2048``). One line 
 
     CONFIG | params 21.10 M (backbone 11.21 M) | FLOPs 218.1 G | paper 21.1 M / 206 G
 
-with the paper values of the config's header (``-`` where it has none); :func:`parse_line` reads it back.
+with the paper values of the config's ``paper-row`` block (``-`` where it has none); :func:`parse_line`
+reads it back.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import re
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
+from ..config_table import parse_paper_row
 from ..configs import load_config, resolve_config
 from ..flops import analyze
 from ..task import Task
@@ -60,9 +62,9 @@ def main(task: Task, argv=None) -> list[dict]:
     print(f"input 1x3x{h}x{w}; FLOPs = fvcore multiply-adds; paper values from the config headers", flush=True)
     results = []
     for name in args.configs:
-        path = resolve_config(name, task.config_dir, task.aliases)
+        path = resolve_config(name, task.config_dir)
         result = analyze(load_config(path, args.cfg_options), task.scope, (h, w), task.flops_data_samples(h, w))
-        print(format_line(name, result, task.paper_row(path) or {}), flush=True)
+        print(format_line(name, result, parse_paper_row(path) or {}), flush=True)
         if args.show_unsupported:
             print("  not counted:", ", ".join(f"{k} x{v}" for k, v in sorted(result["unsupported"].items())))
         results.append(result)
