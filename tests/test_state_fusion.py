@@ -112,7 +112,7 @@ def test_errors():
     h, k1, k3, k5, alpha = _inputs()
     with pytest.raises(ValueError, match="k3 must be"):
         state_fusion(h, k1, k3[:, :, :2], k5, alpha)
-    with pytest.raises(NotImplementedError, match="Triton"):
+    with pytest.raises(ValueError, match=r"impl must be one of \('reference', 'torch', 'matrix', 'auto'\), got 'triton'"):
         state_fusion(h, k1, k3, k5, alpha, impl="triton")
 
 
