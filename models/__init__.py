@@ -13,8 +13,8 @@ import sys
 import timm
 from timm.models import model_entrypoint
 
-from ._checkpoint import (CheckpointMismatchError, FilterFn, drop_classifier, extract_state_dict, load_checkpoint,
-                          load_state_dict_checked, read_checkpoint)
+from ._checkpoint import (CheckpointMismatchError, FilteredState, FilterFn, drop_classifier, extract_state_dict,
+                          load_checkpoint, load_state_dict_checked, read_checkpoint)
 from . import mpvit, p2t, pacavit, ppma, spatial_mamba  # noqa: F401  (each family module registers its models with timm)
 
 # Module names of the model families, one file each.
@@ -38,5 +38,5 @@ def flop_count_handles() -> dict:
     return {**ppma.flop_count_handles(), **spatial_mamba.flop_count_handles()}
 
 
-__all__ = ["FAMILIES", "CheckpointMismatchError", "checkpoint_filter_for", "drop_classifier", "extract_state_dict",
+__all__ = ["FAMILIES", "CheckpointMismatchError", "FilteredState", "checkpoint_filter_for", "drop_classifier", "extract_state_dict",
            "flop_count_handles", "list_models", "load_checkpoint", "load_state_dict_checked", "read_checkpoint"]

@@ -31,8 +31,8 @@ from mmengine.model import BaseModule
 from timm.models import group_parameters
 from torch import nn
 
-from models import (CheckpointMismatchError, checkpoint_filter_for, drop_classifier, extract_state_dict, list_models,
-                    load_checkpoint, read_checkpoint)
+from models import (CheckpointMismatchError, FilteredState, checkpoint_filter_for, drop_classifier, extract_state_dict,
+                    list_models, load_checkpoint, read_checkpoint)
 
 
 class VisionBackbone(BaseModule):
@@ -129,24 +129,33 @@ class VisionBackbone(BaseModule):
         if path is None or cfg:
             raise ValueError(f"VisionBackbone: init_cfg needs 'checkpoint' (and optionally 'checkpoint_key', "
                              f"'prefix', 'reinit'); got {self.init_cfg}")
-        checkpoint = read_checkpoint(path)
-        state = extract_state_dict(checkpoint, key)
+        state = extract_state_dict(read_checkpoint(path), key)
         if prefix:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             if not state:
                 raise CheckpointMismatchError(f"{path}: no keys start with prefix {prefix!r}")
             state = self._strip_wrapper(state)
-        state = checkpoint_filter_for(self.model_name)(state, self.model)
-        own = self.model.state_dict()
-        kept = [k for k, v in state.items()
-                if k in own and v.shape != own[k].shape and any(r.search(k) for r in reinit)]
-        for k in kept:
-            state[k] = own[k]
-        load_checkpoint(self.model, state)
+        kept = load_checkpoint(self.model, state, self._filter_with_reinit(reinit), checkpoint_key=None)
         if kept:
-            print_log(f"VisionBackbone: {path}: kept the fresh initialisation of {len(kept)} weights whose shape "
-                      f"differs, as init_cfg.reinit allows: {', '.join(kept)}", logger="current")
+            print_log(f"VisionBackbone: {path}: kept the fresh initialisation of {len(kept)} weights (not in the "
+                      f"checkpoint, or of another shape where init_cfg.reinit allows): {', '.join(kept)}",
+                      logger="current")
         self._is_init = True
+
+    def _filter_with_reinit(self, reinit: list[re.Pattern]):
+        """The family's key filter, then: weights ``reinit`` names whose shape differs from the model's are
+        left out of the state and named to keep their initialisation (the loader reports them)."""
+        family_filter = checkpoint_filter_for(self.model_name)
+
+        def filter_fn(state: dict, model: nn.Module) -> FilteredState:
+            state = family_filter(state, model)
+            own = model.state_dict()
+            kept = [k for k, v in state.items()
+                    if k in own and v.shape != own[k].shape and any(r.search(k) for r in reinit)]
+            out = FilteredState({k: v for k, v in state.items() if k not in kept}, keep_init=kept)
+            return FilteredState(out, keep_init=getattr(state, "keep_init", ()))
+
+        return filter_fn
 
     @staticmethod
     def _strip_wrapper(state: dict) -> dict:

@@ -102,12 +102,17 @@ def test_corrupted_checkpoint_fails_loudly(tmp_path):
                           **TINY)
 
 
-def test_downstream_out_norms(tmp_path):
+def test_downstream_out_norms(tmp_path, caplog):
     cls = randomize(timm.create_model("ppma_tiny", **TINY), seed=1, skip=("angle", "decay")).eval()
     torch.save({"model": cls.state_dict()}, tmp_path / "cls.pth")
-    # classification checkpoint -> backbone with output norms (left at identity init, like the official loader)
-    fb = timm.create_model("ppma_tiny", pretrained=True, features_only=True, out_norm=True,
-                           pretrained_cfg_overlay=dict(file=str(tmp_path / "cls.pth")), **TINY).eval()
+    # classification checkpoint -> backbone with output norms (left at identity init, like the official loader;
+    # the loader says which weights kept their initialisation)
+    with caplog.at_level("INFO", logger="models"):
+        fb = timm.create_model("ppma_tiny", pretrained=True, features_only=True, out_norm=True,
+                               pretrained_cfg_overlay=dict(file=str(tmp_path / "cls.pth")), **TINY).eval()
+    kept = [f"outnorm{i}.{p}" for i in range(4) for p in ("bias", "weight")]
+    assert any(f"8 weights of PPMAViT" in r.message and ", ".join(sorted(kept)) in r.message for r in caplog.records), \
+        caplog.text
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         feats = fb(x)
