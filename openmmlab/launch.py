@@ -60,7 +60,7 @@ class BroadcastBuffersHook(Hook):
     priority = "ABOVE_NORMAL"  # before the checkpoint hook and the validation loop
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not dist.is_initialized() or dist.get_world_size() == 1:
+        if not dist.is_initialized():
             return
         by_dtype = {}
         for buf in runner.model.buffers():

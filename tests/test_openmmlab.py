@@ -225,6 +225,41 @@ def test_setup_device_on_this_machine(monkeypatch):
             setup_device(cfg, "slurm")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU set-up of a torchrun process")
+def test_cpu_ddp_syncs_buffers_after_every_step(monkeypatch):
+    """On CPU the DDP wrapper gets no device ids and no buffer broadcast of its own; BroadcastBuffersHook gives
+    every rank rank 0's buffers after each step (a one-process gloo group here: the broadcast runs, and every
+    buffer, of every dtype, comes back unchanged)."""
+    import socket
+    import torch.distributed as dist
+    from mmengine.config import Config
+
+    from openmmlab.launch import BroadcastBuffersHook, setup_device
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(k, v)
+    cfg = Config(dict(model=dict(type="X")))
+    try:
+        assert setup_device(cfg, "pytorch") == "cpu" and dist.is_initialized()
+        assert cfg.model_wrapper_cfg.device_ids is None and cfg.model_wrapper_cfg.broadcast_buffers is False
+        assert cfg.custom_hooks == [dict(type="BroadcastBuffersHook")]
+        bn = nn.Sequential(nn.BatchNorm2d(3), nn.BatchNorm2d(2))
+        for buf in bn.buffers():
+            buf.copy_(torch.randint(1, 9, buf.shape))
+        before = [b.clone() for b in bn.buffers()]
+
+        class _Runner:
+            model = bn
+
+        BroadcastBuffersHook().after_train_iter(_Runner(), 0)
+        assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(bn.buffers(), before))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_mmengine_checkpoint_globals(tmp_path):
     import argparse
 

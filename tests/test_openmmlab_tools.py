@@ -231,12 +231,12 @@ def test_slurm_scripts_run_srun_as_openmmlab_does(name, tmp_path):
     fake.parent.mkdir()
     fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path}/srun_args\n')
     fake.chmod(0o755)
-    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "GPUS": "4", "GPUS_PER_NODE": "4",
-           "SRUN_ARGS": "--quotatype=auto"}
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "GPUS": "8", "GPUS_PER_NODE": "4",
+           "SRUN_ARGS": "--quotatype=auto"}  # two nodes of 4 GPUs
     res = _bash(f"{name}/slurm_train.sh", "gpu", "job", SMOKE[name], "work", "--cfg-options", "a=1", env=env)
     assert res.returncode == 0, res.stderr
     args = (tmp_path / "srun_args").read_text().splitlines()
-    assert args == ["-p", "gpu", "--job-name=job", "--gres=gpu:4", "--ntasks=4", "--ntasks-per-node=4",
+    assert args == ["-p", "gpu", "--job-name=job", "--gres=gpu:4", "--ntasks=8", "--ntasks-per-node=4",
                     "--cpus-per-task=5", "--kill-on-bad-exit=1", "--quotatype=auto", "python", "-u",
                     f"{REPO}/{name}/train.py", SMOKE[name], "--work-dir=work", "--launcher=slurm", "--cfg-options",
                     "a=1"]
