@@ -114,6 +114,17 @@ def test_config_names_resolve_the_same_way(name):
         resolve_config("no_such_config", task.config_dir)
 
 
+@pytest.mark.parametrize("name, config, ours, paper", [
+    ("detection", "retinanet_p2t-tiny_fpn_1x_coco", "params 21.10 M (backbone 11.21 M)", "paper 21.1 M / 206 G"),
+    ("segmentation", "fpn_p2t_tiny_512x512_80k_ade20k",  # an old name
+     "params 15.41 M (backbone 11.21 M)", "paper 15.4 M / 31.6 G (512x512)")], ids=TASKS)
+def test_get_flops_prints_ours_next_to_the_papers(name, config, ours, paper, capsys):
+    (result,) = _tool(name, "get_flops").main(_task(name), [config, "--shape", "128", "160"])
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"{config} | {ours} | FLOPs ") and line.endswith(paper), line
+    assert result["flops"] > 1e8
+
+
 @pytest.mark.parametrize("name", TASKS)
 def test_train_flags(name, tmp_path, monkeypatch):
     cfg = _train_cfg(name, "smoke", "--work-dir", str(tmp_path / "w"), "--cfg-options", "default_hooks.logger.interval=7")

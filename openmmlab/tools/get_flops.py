@@ -8,13 +8,12 @@ papers in the Swin convention quote 512 x 2048: ``--shape 512 2048``). One line 
 
     CONFIG | params 21.10 M (backbone 11.21 M) | FLOPs 218.1 G | paper 21.1 M / 206 G
 
-with the paper values of the config's ``paper-row`` block (``-`` where it has none); :func:`parse_line`
-reads it back.
+with the paper values of the config's ``paper-row`` block (``-`` where it has none; a paper FLOPs value
+measured at another input size names it).
 """
 from __future__ import annotations
 
 import argparse
-import re
 
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
@@ -24,21 +23,14 @@ from ..configs import load_config, resolve_config
 from ..flops import analyze
 from ..task import Task
 
-__all__ = ["format_line", "main", "parse_line"]
-
-_LINE = re.compile(r"^(\S+) \| params ([\d.]+) M \(backbone ([\d.]+) M\) \| FLOPs ([\d.]+) G \|")
+__all__ = ["format_line", "main"]
 
 
 def format_line(config: str, result: dict, paper: dict) -> str:
+    flops, _, where = paper.get("FLOPs (G)", "-").partition(" ")  # "936 (2048x512)": at another input size
     return (f"{config} | params {result['params'] / 1e6:.2f} M (backbone {result['backbone_params'] / 1e6:.2f} M) | "
-            f"FLOPs {result['flops'] / 1e9:.1f} G | paper {paper.get('params (M)', '-')} M / "
-            f"{paper.get('FLOPs (G)', '-')} G")
-
-
-def parse_line(line: str) -> tuple[str, float, float] | None:
-    """(config, params in M, GFLOPs) of a :func:`format_line` line; None for any other line."""
-    m = _LINE.match(line.strip())
-    return (m.group(1), float(m.group(2)), float(m.group(4))) if m else None
+            f"FLOPs {result['flops'] / 1e9:.1f} G | paper {paper.get('params (M)', '-')} M / {flops} G"
+            + (f" {where}" if where else ""))
 
 
 def parse_args(task: Task, argv=None) -> argparse.Namespace:
