@@ -135,7 +135,7 @@ class VisionBackbone(BaseModule):
             if not state:
                 raise CheckpointMismatchError(f"{path}: no keys start with prefix {prefix!r}")
             state = self._strip_wrapper(state)
-        kept = load_checkpoint(self.model, state, self._filter_with_reinit(reinit), checkpoint_key=None)
+        kept = load_checkpoint(self.model, state, self._filter_with_reinit(reinit))
         if kept:
             print_log(f"VisionBackbone: {path}: kept the fresh initialisation of {len(kept)} weights (not in the "
                       f"checkpoint, or of another shape where init_cfg.reinit allows): {', '.join(kept)}",
