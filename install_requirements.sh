@@ -252,15 +252,20 @@ install_mmcv() {
   done_step
 }
 
+# An editable install of this checkout that maps every package of pyproject.toml: one made before a package
+# was added (openmmlab/) does not, and is made again.
 install_project() {
   step "this project (editable install of models/, kernels/, openmmlab/ and the task folders)"
-  if "$PY" - "$REPO_ROOT" <<'PY' 2>/dev/null
-import json, sys
+  if (cd / && PYTHONPATH= "$PY" - "$REPO_ROOT" <<'PY' 2>/dev/null)
+import importlib.util, json, os, sys
 from importlib import metadata
 dist = metadata.distribution("vision-backbones")
 url = json.loads(dist.read_text("direct_url.json") or "{}")
 assert url.get("dir_info", {}).get("editable"), "not editable"
 assert url["url"].removeprefix("file://") == sys.argv[1], url["url"]
+for name in ("models", "kernels", "openmmlab", "classification", "detection", "segmentation"):
+    spec = importlib.util.find_spec(name)
+    assert spec and os.path.realpath(spec.origin).startswith(os.path.realpath(sys.argv[1]) + os.sep), name
 PY
   then
     echo "    found editable install of $REPO_ROOT"
