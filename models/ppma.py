@@ -70,17 +70,17 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 from torch import nn
 
 from kernels.biased_attention import biased_attention
-from kernels.polyline_attention import polyline_attention
+from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
-from ._layers import check_image_batch, init_weights_trunc_normal
-from ._checkpoint import load_checkpoint
+from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._checkpoint import FilteredState, load_checkpoint
 
-__all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn"]
+__all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
+           "flop_count_handles"]
 
 MIN_INPUT_SIZE = 32
 
@@ -321,10 +321,7 @@ class Stage(nn.Module):
         sin, cos = self.Relpos(x.shape[1], x.shape[2])
         relpos = self.Relpos if self.Relpos.decay is not None else None
         for blk in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(blk, x, sin, cos, relpos)
-            else:
-                x = blk(x, sin, cos, relpos)
+            x = run_block(blk, x, sin, cos, relpos, checkpointed=self.grad_checkpointing)
         return x
 
 
@@ -435,10 +432,11 @@ class PPMAViT(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None):
+        check_global_pool(type(self).__name__, global_pool, ('avg',))  # the head always average-pools
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(self.num_features, num_classes)
 
     def load_pretrained(self, path, checkpoint_key: str | None = None):
         """Loads an official (or our own) checkpoint file; mismatches raise CheckpointMismatchError."""
@@ -523,6 +521,12 @@ class PPMAViT(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+# ---------------------------------------------------------------------------------------------- FLOPs
+def flop_count_handles() -> dict:
+    """fvcore op handles for the polyline-path attention ops (full and criss-cross)."""
+    return dict(FVCORE_OP_HANDLES)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 _HEAD_PREFIXES = ('proj.', 'norm.', 'head.')
 
@@ -538,16 +542,19 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
       prunes the pre-head layers after loading) keeps the model's own pre-head weights. A model with a
       classifier reports them missing: no random head is left behind silently.
 
+    Those keys are named in the returned :class:`FilteredState`'s ``keep_init``; the loader reports them.
+
     Anything else that does not fit raises ``CheckpointMismatchError`` in the loader.
     """
     out = {k.removeprefix('module.'): v for k, v in state_dict.items()}
+    keep = []
     if getattr(model, 'out_norm', False):
         own = model.state_dict()
         if not any(k.startswith('outnorm') for k in out):
-            out.update({k: v for k, v in own.items() if k.startswith('outnorm')})
+            keep += [k for k in own if k.startswith('outnorm')]
         if model.num_classes == 0 and not any(k.startswith(_HEAD_PREFIXES) for k in out):
-            out.update({k: v for k, v in own.items() if k.startswith(_HEAD_PREFIXES)})
-    return out
+            keep += [k for k in own if k.startswith(_HEAD_PREFIXES)]
+    return FilteredState(out, keep_init=keep)
 
 
 def _cfg(**kwargs):
