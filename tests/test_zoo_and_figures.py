@@ -111,14 +111,21 @@ def test_downstream_tasks_scan_the_row_configs():
     assert "rmt_tiny" not in tasks and "pacavit_convmixer_tiny_100" not in tasks
 
 
-def test_peak_memory_sees_an_allocation():
-    from benchmarks.model_speed import PeakMemory
-
-    memory = PeakMemory("cpu")
-    memory.start()
-    x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-    peak = memory.peak_mib()
-    del x
+def test_peak_memory_sees_a_freed_allocation():
+    # In a fresh process, as benchmarks/zoo.py measures: inside a long test process the allocator may hand
+    # back pages an earlier test left resident, and the resident set then does not grow at all.
+    script = (
+        "import torch\n"
+        "from benchmarks.model_speed import PeakMemory\n"
+        "memory = PeakMemory('cpu')\n"
+        "memory.start()\n"
+        "x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched\n"
+        "del x  # gone before the reading: only the peak mark remembers it\n"
+        "print(memory.peak_mib())\n"
+    )
+    proc = _run(["-c", script], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    peak = float(proc.stdout.split()[-1])
     assert 60 < peak < 200, peak
 
 
