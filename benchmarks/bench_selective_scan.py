@@ -1,13 +1,16 @@
 """Benchmark: selective scan forward + backward, fast pure-PyTorch path vs the sequential reference.
 
     python benchmarks/bench_selective_scan.py [--threads 2] [--repeats 3] [--impls reference,torch,floor,triton]
+        [--cases 2x128x3136,2x512x196] [--json PATH]
 
 Shapes from the issue (batch 2, d_state 1): Di=128, L=3136 (Spatial-Mamba-T stage 1) and Di=512, L=196 (stage
-3). For each case and implementation one subprocess runs a warm-up and ``--repeats`` timed fwd+bwd passes
-(fp32, all inputs require grad) and reports the median and the best time (the best is the steadier number
-on a shared machine) and the peak memory: the process's resident-set peak (``ru_maxrss``) during the timed
-passes minus the resident set before the first pass (on CUDA: ``torch.cuda.max_memory_allocated``). The
-speed-up columns are reference time / implementation time (medians, bests), measured in the same run.
+3); ``--cases`` takes other batch x Di x L shapes (e.g. a range of L for the kernel-scaling figure) and
+``--json PATH`` also writes the settings and every result as JSON. For each case and implementation one
+subprocess runs a warm-up and ``--repeats`` timed fwd+bwd passes (fp32, all inputs require grad) and reports
+the median and the best time (the best is the steadier number on a shared machine) and the peak memory: the
+process's resident-set peak (``ru_maxrss``) during the timed passes minus the resident set before the first
+pass (on CUDA: ``torch.cuda.max_memory_allocated``). The speed-up columns are reference time / implementation
+time (medians, bests), measured in the same run.
 
 ``floor`` is not an implementation but a bound for any eager pure-PyTorch one: the elementwise passes, prefix
 sums and reductions that a chunked fwd + bwd needs at the least (d_state 1, the torch path's chunks, no
@@ -118,6 +121,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--impls", default="reference,torch,floor")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cases", default=None, help="batch x Di x L shapes, comma-separated (default: the two above)")
+    p.add_argument("--json", default=None, help="also write the settings and results to this JSON file")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.case:  # child process
@@ -125,22 +130,39 @@ def main():
         print(json.dumps(run_case(impl, int(b), int(D), int(L), a.repeats, a.threads, a.device)))
         return
     impls = a.impls.split(",")
+    cases = [tuple(int(x) for x in c.split("x")) for c in a.cases.split(",")] if a.cases else CASES
+    peak_kind = 'cuda max_memory_allocated' if a.device == 'cuda' else 'RSS peak above the pre-run RSS, per subprocess'
     print(f"selective scan fwd+bwd, fp32, d_state 1, device {a.device}, {a.threads} thread(s), median of {a.repeats}; "
-          f"peak = {'cuda max_memory_allocated' if a.device == 'cuda' else 'RSS peak above the pre-run RSS, per subprocess'}")
+          f"peak = {peak_kind}")
     print(f"{'batch':>5} {'Di':>5} {'L':>5} {'impl':>10} {'median ms':>10} {'best ms':>9} {'peak (MiB)':>11} "
           f"{'speed-up (median / best)':>25}")
-    for b, D, L in CASES:
+    results = []
+    for b, D, L in cases:
         res = {}
         for impl in impls:
             out = subprocess.run([sys.executable, __file__, "--case", f"{impl},{b},{D},{L}", "--repeats",
                                   str(a.repeats), "--threads", str(a.threads), "--device", a.device],
                                  capture_output=True, text=True, check=True)
             res[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(dict(b=b, D=D, L=L, cases=res))
         ref = res.get("reference")
         for impl, r in res.items():
             ratio = (f"{ref['time_s'] / r['time_s']:.1f}x / {ref['best_s'] / r['best_s']:.1f}x" if ref else "-")
             print(f"{b:>5} {D:>5} {L:>5} {impl:>10} {r['time_s'] * 1e3:>10.1f} {r['best_s'] * 1e3:>9.1f} "
                   f"{r['peak_mb']:>11.1f} {ratio:>25}", flush=True)
+    if a.json:
+        write_json(a.json, dict(benchmark="selective scan fwd+bwd, fp32, d_state 1", device=a.device,
+                                threads=a.threads, repeats=a.repeats, memory=peak_kind, results=results))
+
+
+def write_json(path: str, payload: dict):
+    """Writes ``payload`` with the command, the date and the load average (the timings depend on them)."""
+    payload = dict(payload, command="python " + " ".join(sys.argv),
+                   date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   loadavg=[round(v, 2) for v in os.getloadavg()])
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The table of detection configs and the paper rows they reproduce, generated from the configs' comments.
+"""The detection configs' table and metafile, generated from the ``paper-row`` block of every row config.
 
 Every row config under ``configs/detection/<family>/`` starts with a block::
 
@@ -13,47 +13,19 @@ Every row config under ``configs/detection/<family>/`` starts with a block::
     #   FLOPs (G): 206
     #   source: official README
 
-    python -m detection.config_table            # rewrite configs/detection/README.md and the table in
-                                                # detection/README.md
-    python -m detection.config_table --check    # exit 1 if either is stale
+    python -m detection.config_table            # rewrite the tables of configs/detection/README.md and
+                                                # detection/README.md, and configs/detection/metafile.yml
+    python -m detection.config_table --check    # exit 1 if one is stale
 """
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "configs" / "detection"
-README = CONFIG_DIR / "README.md"
-# detection/README.md carries the same table between these markers
-TASK_README = REPO / "detection" / "README.md"
-MARKERS = ("<!-- rows:start -->", "<!-- rows:end -->")
-FIELDS = ("paper", "backbone", "detector", "schedule", "box AP", "mask AP", "params (M)", "FLOPs (G)", "source")
-FAMILIES = ("ppma", "p2t", "pacavit", "mpvit", "spatial_mamba")
-_LINE = re.compile(r"^#\s{3}([^:]+):\s*(.*?)\s*$")
+from openmmlab import config_table
+from openmmlab.config_table import TableSpec, metrics
 
-
-def parse_paper_row(path: str | Path) -> dict | None:
-    """The ``paper-row`` comment block of a config as a dict (None when the file has none)."""
-    lines = Path(path).read_text().splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "# paper-row:")
-    except StopIteration:
-        return None
-    row = {}
-    for line in lines[start + 1:]:
-        m = _LINE.match(line)
-        if not m:
-            break
-        row[m.group(1).strip()] = m.group(2)
-    missing = [f for f in FIELDS if f not in row]
-    if missing:
-        raise ValueError(f"{path}: paper-row block lacks {missing}")
-    return row
-
-
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "detection"
 _SIZES = ("tiny", "xsmall", "small", "base", "large")
 
 
@@ -64,78 +36,20 @@ def _order(path: Path):
     return det, schedule.endswith("3x"), size, path.name
 
 
-def row_configs() -> list[Path]:
-    """The configs of paper rows (one per table row), family by family."""
-    return [p for fam in FAMILIES for p in sorted((CONFIG_DIR / fam).glob("*.py"), key=_order)]
+def _results(row: dict) -> list[dict]:
+    return [dict(Task="Object Detection", Dataset="COCO", Metrics=metrics(row, {"box AP": "box AP"})),
+            dict(Task="Instance Segmentation", Dataset="COCO", Metrics=metrics(row, {"mask AP": "mask AP"}))]
 
 
-def smoke_configs() -> list[Path]:
-    return sorted((CONFIG_DIR / "smoke").glob("*.py"))
+def _metadata(row: dict) -> dict:
+    return {"Training Data": "COCO", "Backbone": row["backbone"], "Detector": row["detector"],
+            "Schedule": row["schedule"], **metrics(row, {"params (M)": "Parameters (M)", "FLOPs (G)": "FLOPs (G)"})}
 
 
-def render_rows(link_prefix: str = "") -> list[str]:
-    """The markdown table, one line per row config (links relative to configs/detection + prefix)."""
-    out = [
-        "| config | backbone | detector | schedule | box AP | mask AP | params (M) | FLOPs (G) | source |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    paper = None
-    for path in row_configs():
-        row = parse_paper_row(path)
-        if row is None:
-            raise ValueError(f"{path}: no paper-row comment block")
-        if row["paper"] != paper:
-            paper = row["paper"]
-            out.append(f"| **{paper}** | | | | | | | | |")
-        rel = link_prefix + path.relative_to(CONFIG_DIR).as_posix()
-        out.append(f"| [{path.name}]({rel}) | {row['backbone']} | {row['detector']} | {row['schedule']} | "
-                   f"{row['box AP']} | {row['mask AP']} | {row['params (M)']} | {row['FLOPs (G)']} | "
-                   f"{row['source']} |")
-    return out
-
-
-def render_task_readme(text: str) -> str:
-    """detection/README.md with the table between the markers replaced."""
-    start, end = MARKERS
-    if start not in text or end not in text:
-        raise ValueError(f"{TASK_README} lacks the markers {MARKERS}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return head + start + "\n" + "\n".join(render_rows("../configs/detection/")) + "\n" + end + tail
-
-
-def render() -> str:
-    out = [
-        "# Detection configs (mmdet 3.x)",
-        "",
-        "Generated by `python -m detection.config_table` from the `paper-row` comment block of every config; do",
-        "not edit by hand. Numbers are the papers' (COCO val2017; params / FLOPs as each paper reports them, FLOPs",
-        "at 1280x800). `detection/get_flops.py CONFIG` prints ours next to them; the parameters of every built",
-        "detector are checked against this table by `tests/test_detection.py`. `_base_/` holds the shared",
-        "pieces (models, datasets, schedules, per-family optimizer recipes, runtime); `smoke/` one tiny-backbone",
-        "config per method and detector on the embedded dataset.",
-        "",
-        *render_rows(),
-    ]
-    return "\n".join(out) + "\n"
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Generate configs/detection/README.md from the configs")
-    parser.add_argument("--check", action="store_true", help="only check that the README is up to date")
-    args = parser.parse_args(argv)
-    outputs = {README: render(), TASK_README: render_task_readme(TASK_README.read_text())}
-    if args.check:
-        stale = [str(p) for p, text in outputs.items() if not p.is_file() or p.read_text() != text]
-        if stale:
-            print(f"stale: {stale}; run python -m detection.config_table", file=sys.stderr)
-            return 1
-        return 0
-    for path, text in outputs.items():
-        path.write_text(text)
-        print(f"wrote {path} ({len(row_configs())} configs)")
-    return 0
+SPEC = TableSpec("detection", CONFIG_DIR, columns=("backbone", "detector", "schedule", "box AP", "mask AP",
+                                                   "params (M)", "FLOPs (G)", "source"),
+                 order=_order, results=_results, metadata=_metadata)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(config_table.main(SPEC))

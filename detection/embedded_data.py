@@ -13,29 +13,27 @@ instance mask: squares and triangles as polygons, disks as compressed RLE, so bo
 are exercised. Objects may overlap; later objects occlude earlier ones and the masks/boxes/areas of the
 earlier ones are those of their visible pixels (polygons are then replaced by RLE).
 
-The files are written into a temporary sibling directory which is renamed onto ``root`` at the end, so a
-concurrent reader (or a second process generating the same data, e.g. the other rank of a 2-process run)
-never sees a half-written dataset. The content depends only on ``seed`` and the sizes.
+The files are written atomically (``openmmlab.datasets.write_atomically``: a temporary sibling directory
+renamed onto ``root``), so the ranks of a torchrun job can all call :func:`generate`. The content depends
+only on ``seed`` and the sizes.
 
     python -m detection.embedded_data [ROOT]      # default ROOT: <repo>/data/embedded_coco
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
+from openmmlab.datasets import generator_cli, write_atomically
+
 CLASSES = ("square", "disk", "triangle")
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "embedded_coco"
 SPLITS = ("train", "val")
-_MARKER = "annotations/instances_val.json"
 
 
 def _background(rng: np.random.RandomState, h: int, w: int) -> np.ndarray:
@@ -128,41 +126,19 @@ def is_complete(root: str | os.PathLike) -> bool:
 def generate(root: str | os.PathLike = DEFAULT_ROOT, num_train: int = 24, num_val: int = 8, size: int = 256,
              seed: int = 0, overwrite: bool = False) -> Path:
     """Writes the dataset to ``root`` (atomically) unless it is already there; returns ``root``."""
-    root = Path(root).resolve()
-    if is_complete(root) and not overwrite:
-        return root
     if size < 64:
         raise ValueError(f"embedded dataset image size must be >= 64 px, got {size}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         rng = np.random.RandomState(seed)
         for split, n in zip(SPLITS, (num_train, num_val)):
             _write_split(tmp, split, n, size, rng)
-        if overwrite and root.exists():
-            shutil.rmtree(root)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not is_complete(root):  # not a concurrent writer that finished first
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
 
-
-def is_embedded_root(data_root: str | os.PathLike | None) -> bool:
-    """Whether a config's ``data_root`` points at an embedded dataset (its directory is ``embedded_coco``)."""
-    return bool(data_root) and Path(os.fspath(data_root)).name == DEFAULT_ROOT.name
+    return write_atomically(root, write, is_complete, overwrite=overwrite)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", nargs="?", default=str(DEFAULT_ROOT))
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    print(generate(args.root, overwrite=args.overwrite))
+    generator_cli(generate, DEFAULT_ROOT, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Each line of a log is one JSON object per epoch with at least `epoch`, `train_lr
 `test_acc1` (accuracies in percent); `n_parameters`, `test_acc5` and the EMA keys `test_ema_loss`,
 `test_ema_acc1`, `test_ema_acc5` are optional. This is what `classification/main.py` writes to
 `<output_dir>/log.txt` and what the official PPMA / RMT / DeiT-style repositories publish, so any such log can be
-given by path. Four panels: train loss, test loss, test top-1 (+ EMA top-1, dashed, when the log has it) and
+given by path. Four panels: train loss, test loss, test top-1 (+ EMA top-1, dotted, when the log has it) and
 the learning rate, against the epoch; several logs are overlaid (one colour per log).
 
 Importable: `load_log(path) -> list[dict]` validates a log and raises `LogFormatError` naming the file and the
@@ -74,45 +74,66 @@ def load_log(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _series(records: list[dict], key: str):
-    pts = [(r["epoch"], r[key]) for r in records if key in r and math.isfinite(r[key])]
+def _series(records: list[dict], key: str, progress: bool = False):
+    """(x, y) of one key; x is the epoch, or with ``progress`` the fraction of the run done after that epoch."""
+    last = records[-1]["epoch"] + 1
+    pts = [((r["epoch"] + 1) / last if progress else r["epoch"], r[key])
+           for r in records if key in r and math.isfinite(r[key])]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_logs(paths, labels=None, out="figures/training_curves.png", title=None) -> pathlib.Path:
-    """Draws the four panels for one or more logs into `out` (PNG); returns its path."""
+def draw_logs(paths, labels=None, title=None, x_axis: str = "epoch", styles=None):
+    """The four panels for one or more logs as a matplotlib Figure (not saved).
+
+    ``x_axis``: "epoch", or "progress" (fraction of each run, to overlay runs of different lengths, e.g. a
+    12-epoch embedded run and a 300-epoch official ImageNet log). ``styles``: one matplotlib line style per
+    log (default solid).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if x_axis not in ("epoch", "progress"):
+        raise ValueError(f"x_axis must be 'epoch' or 'progress', got {x_axis!r}")
     paths = [pathlib.Path(p) for p in paths]
-    if labels is None:
-        labels = [p.stem for p in paths]
-    if len(labels) != len(paths):
-        raise ValueError(f"{len(labels)} labels for {len(paths)} logs")
+    labels = [p.stem for p in paths] if labels is None else labels
+    styles = ["-"] * len(paths) if styles is None else styles
+    if len(labels) != len(paths) or len(styles) != len(paths):
+        raise ValueError(f"{len(labels)} labels and {len(styles)} styles for {len(paths)} logs")
     logs = [load_log(p) for p in paths]
+    progress = x_axis == "progress"
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     (ax_tl, ax_vl), (ax_acc, ax_lr) = axes
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (records, label) in enumerate(zip(logs, labels)):
+    for i, (records, label, ls) in enumerate(zip(logs, labels, styles)):
         c = colors[i % len(colors)]
-        ax_tl.plot(*_series(records, "train_loss"), color=c, label=label)
-        ax_vl.plot(*_series(records, "test_loss"), color=c, label=label)
-        ax_acc.plot(*_series(records, "test_acc1"), color=c, label=f"{label} (max {max(_series(records, 'test_acc1')[1]):.2f})")
-        ema = _series(records, "test_ema_acc1")
+        ax_tl.plot(*_series(records, "train_loss", progress), color=c, ls=ls, label=label)
+        ax_vl.plot(*_series(records, "test_loss", progress), color=c, ls=ls, label=label)
+        acc = _series(records, "test_acc1", progress)
+        ax_acc.plot(*acc, color=c, ls=ls, label=f"{label} (max {max(acc[1]):.2f})")
+        ema = _series(records, "test_ema_acc1", progress)
         if ema[0]:
-            ax_acc.plot(*ema, color=c, linestyle="--", label=f"{label} EMA (max {max(ema[1]):.2f})")
-        ax_lr.plot(*_series(records, "train_lr"), color=c, label=label)
+            ax_acc.plot(*ema, color=c, ls=":", label=f"{label} EMA (max {max(ema[1]):.2f})")
+        ax_lr.plot(*_series(records, "train_lr", progress), color=c, ls=ls, label=label)
+    xlabel = "fraction of the run" if progress else "epoch"
     for ax, name in ((ax_tl, "train loss"), (ax_vl, "test loss"), (ax_acc, "test top-1 (%)"), (ax_lr, "learning rate")):
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_logs(paths, labels=None, out="figures/training_curves.png", title=None) -> pathlib.Path:
+    """Draws the four panels for one or more logs into `out` (PNG); returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_logs(paths, labels, title)
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

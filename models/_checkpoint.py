@@ -15,6 +15,10 @@ gives one behaviour for all families:
 - a ``module.`` prefix (DataParallel / DDP) is removed, then the family's filter maps official keys to ours;
 - the classifier is dropped when the model has no head or was built with another ``num_classes`` than
   its pretrained cfg (a head of the wrong size in the checkpoint is a mismatch);
+- a filter may name model keys the checkpoint lacks by design (a classification checkpoint has no
+  downstream output norms): it returns a :class:`FilteredState` with them in ``keep_init``; they keep the
+  model's initialisation, and the loader logs them (logger ``models``) and returns them - a filter never
+  fills them in itself;
 - anything else that does not match (missing keys, unexpected keys, shape mismatches) raises
   :class:`CheckpointMismatchError` naming the offending keys. Nothing is loaded with a blind
   ``strict=False``.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 
@@ -37,6 +42,18 @@ FilterFn = Callable[[dict, nn.Module], dict]
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint does not fit the model it is loaded into."""
+
+
+class FilteredState(dict):
+    """A checkpoint filter's result: the state dict, and in ``keep_init`` the model keys the checkpoint lacks
+    by design, which keep the model's initialisation (the loader allows and reports them)."""
+
+    def __init__(self, state: Mapping, keep_init=()):
+        super().__init__(state)
+        self.keep_init = frozenset(keep_init) | frozenset(getattr(state, "keep_init", ()))
+
+
+_LOG = logging.getLogger("models")
 
 
 _CHECKPOINT_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("checkpoint_key", default=None)
@@ -144,8 +161,10 @@ def load_checkpoint(
     path_or_state: str | os.PathLike | Mapping,
     filter_fn: FilterFn | None = None,
     checkpoint_key: str | None = None,
-) -> None:
-    """Loads an official-layout or project checkpoint (file or already-read container) into ``model``."""
+) -> list[str]:
+    """Loads an official-layout or project checkpoint (file or already-read container) into ``model``.
+
+    Returns the model keys that kept their initialisation because the filter named them (also logged)."""
     source = os.fspath(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else "state dict"
     checkpoint = read_checkpoint(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else path_or_state
     if checkpoint_key is None:
@@ -153,9 +172,13 @@ def load_checkpoint(
     state = extract_state_dict(checkpoint, checkpoint_key)
     if filter_fn is not None:
         state = filter_fn(state, model)
-
+    keep = sorted(getattr(state, "keep_init", ()))
     dropped = drop_classifier(state, model)
-    load_state_dict_checked(model, state, allow_missing=lambda k: k in dropped, source=source)
+    load_state_dict_checked(model, state, allow_missing=lambda k: k in dropped or k in keep, source=source)
+    if keep:
+        _LOG.info("%s: %d weights of %s are not in the checkpoint and keep their initialisation, as the "
+                  "checkpoint filter allows: %s", source, len(keep), type(model).__name__, _format_keys(keep))
+    return keep
 
 
 def drop_classifier(state: dict[str, torch.Tensor], model: nn.Module) -> set[str]:

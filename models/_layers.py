@@ -1,4 +1,8 @@
 """Small pieces shared by several model families."""
+from __future__ import annotations
+
+import torch
+import torch.utils.checkpoint
 from torch import nn
 from timm.layers import trunc_normal_
 
@@ -15,6 +19,31 @@ def init_weights_trunc_normal(m: nn.Module) -> None:
         nn.init.ones_(m.weight)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+
+
+def run_block(block, *args, checkpointed: bool):
+    """``block(*args)``, with its activations recomputed in backward when ``checkpointed``
+    (``set_grad_checkpointing``) and gradients are being recorded: the one grad-checkpointing rule of every
+    family (no effect under ``torch.no_grad`` or when scripting; the same in train and eval mode)."""
+    if checkpointed and torch.is_grad_enabled() and not torch.jit.is_scripting():
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
+
+
+def linear_head(num_features: int, num_classes: int) -> nn.Module:
+    """A classifier as every family initialises its own: ``Linear`` with trunc-normal(std 0.02) weights and zero
+    bias, or ``Identity`` for ``num_classes=0`` (``reset_classifier`` of every model builds its new head here)."""
+    if num_classes <= 0:
+        return nn.Identity()
+    head = nn.Linear(num_features, num_classes)
+    init_weights_trunc_normal(head)
+    return head
+
+
+def check_global_pool(model_name: str, global_pool: str | None, supported: tuple[str, ...]) -> None:
+    """Raises ``ValueError`` unless ``global_pool`` is None (keep the current one) or one the model supports."""
+    if global_pool is not None and global_pool not in supported:
+        raise ValueError(f"{model_name}: global_pool must be one of {supported}, got {global_pool!r}")
 
 
 def check_image_batch(model_name: str, x, in_chans: int, min_size: int = 1, why: str = "") -> None:

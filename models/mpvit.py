@@ -62,7 +62,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -71,7 +70,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ._builder import build_model
-from ._layers import check_image_batch, init_weights_trunc_normal
+from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]
@@ -259,10 +258,7 @@ class MHCAEncoder(nn.Module):
         size = (H, W)
         x = x.flatten(2).transpose(1, 2)
         for layer in self.MHCA_layers:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = torch.utils.checkpoint.checkpoint(layer, x, size, self.cpe, self.crpe, use_reentrant=False)
-            else:
-                x = layer(x, size, self.cpe, self.crpe)
+            x = run_block(layer, x, size, self.cpe, self.crpe, checkpointed=self.grad_checkpointing)
         return x.transpose(1, 2).reshape(B, C, H, W)
 
 
@@ -315,11 +311,10 @@ class ClsHead(nn.Module):
         self.cls = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def reset(self, num_classes, global_pool=None):
+        check_global_pool("MPViT", global_pool, ("avg", ""))
         if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.cls = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.cls = linear_head(self.in_features, num_classes)
 
     def forward(self, x, pre_logits: bool = False):
         if self.global_pool == "avg":
@@ -426,9 +421,9 @@ class MPViT(nn.Module):
         self.num_classes = num_classes
         self.cls_head.reset(num_classes, global_pool)
 
-    def load_pretrained(self, path):
+    def load_pretrained(self, path, checkpoint_key: Optional[str] = None):
         """Loads an official MPViT classification checkpoint (or one of ours); see the module docstring."""
-        load_checkpoint(self, path, checkpoint_filter_fn)
+        load_checkpoint(self, path, checkpoint_filter_fn, checkpoint_key=checkpoint_key)
 
     # ----------------------------------------------------------------------------------- forward
     def _check_input(self, x):

@@ -62,10 +62,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, use_fused_attn
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import adapt_input_conv, checkpoint
+from timm.models._manipulate import adapt_input_conv
 
 from ._builder import build_model
-from ._layers import check_image_batch, init_weights_trunc_normal
+from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -265,10 +265,7 @@ class P2TStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
         for blk in self.blocks:
-            if self.grad_checkpointing and not torch.jit.is_scripting():
-                x = checkpoint(blk, x, self.pool_convs)
-            else:
-                x = blk(x, self.pool_convs)
+            x = run_block(blk, x, self.pool_convs, checkpointed=self.grad_checkpointing)
         return x.permute(0, 3, 1, 2)
 
 
@@ -363,14 +360,11 @@ class PyramidPoolingTransformer(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+        check_global_pool("P2T", global_pool, ('avg', ''))
         self.num_classes = num_classes
         if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            self.head.apply(init_weights_trunc_normal)
+        self.head = linear_head(self.num_features, num_classes)
 
     def load_pretrained(self, path, checkpoint_key: Optional[str] = None):
         """Loads an official (or our own) checkpoint file; mismatches raise CheckpointMismatchError."""

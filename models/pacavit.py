@@ -48,7 +48,6 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -58,7 +57,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
 from ._builder import build_model
-from ._layers import check_image_batch
+from ._layers import check_global_pool, check_image_batch, linear_head, run_block
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PaCaViT", "PaCaBlock", "PaCaAttention", "PaCaTeacherConvMixer", "checkpoint_filter_fn"]
@@ -613,10 +612,9 @@ class PaCaViT(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
-        if global_pool is not None and global_pool not in ("avg", ""):
-            raise ValueError(f"PaCaViT supports only global_pool='avg', got {global_pool!r}")
+        check_global_pool("PaCaViT", global_pool, ("avg",))  # forward_head always averages the tokens
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(self.num_features, num_classes)
 
     def load_pretrained(self, path, checkpoint_key: Optional[str] = None):
         """Loads an official (``IMNET_224_<name>.pth``) or own checkpoint; mismatches raise
@@ -628,9 +626,7 @@ class PaCaViT(nn.Module):
         check_image_batch("PaCaViT", x, self.in_chans, MIN_INPUT_SIZE, "total stride 32")
 
     def _run_block(self, block: PaCaBlock, x, H: int, W: int, z):
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return torch.utils.checkpoint.checkpoint(block, x, H, W, z, use_reentrant=False)
-        return block(x, H, W, z)
+        return run_block(block, x, H, W, z, checkpointed=self.grad_checkpointing)
 
     def _stages(self, x: torch.Tensor, last_stage: int) -> List[torch.Tensor]:
         """Runs stem (+ teacher) and stages 0..last_stage; returns every stage output as (B, C, H, W)."""

@@ -28,7 +28,7 @@ Architecture (identical for PPMA and RMT apart from the attention):
   * RMT (``ManhattanAttention``): fixed per-head decay ``log gamma_h`` (buffer ``Relpos.decay``) with the
     Manhattan-distance mask ``(|di| + |dj|) log gamma_h``; full stages use one softmax over all tokens,
     decomposed stages run row attention then column attention (one order only). Plain attention with an
-    additive bias, so it uses ``F.scaled_dot_product_attention``.
+    additive bias: ``kernels.biased_attention`` (SDPA on CUDA, the explicit ops on CPU).
 
 - classifier: ``proj`` Linear(512 -> 1024) on the last stage, ``norm`` BatchNorm2d(1024), swish, token mean,
   ``head`` Linear(1024 -> num_classes). ``num_features`` is 1024 (the pooled pre-logits width).
@@ -70,16 +70,17 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 from torch import nn
 
-from kernels.polyline_attention import polyline_attention
+from kernels.biased_attention import biased_attention
+from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
-from ._layers import check_image_batch, init_weights_trunc_normal
-from ._checkpoint import load_checkpoint
+from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._checkpoint import FilteredState, load_checkpoint
 
-__all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn"]
+__all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
+           "flop_count_handles"]
 
 MIN_INPUT_SIZE = 32
 
@@ -223,14 +224,6 @@ class PolylinePathAttention(_AttentionBase):
         return self._out(o, lepe)
 
 
-def _biased_attention(q, k, v, bias):
-    """softmax(q k^T + bias) v with pre-scaled k. SDPA normally; explicit matmuls while jit-tracing so that
-    FLOP counters (fvcore) see the two matmuls like the official code."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1) @ v
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
-
-
 class ManhattanAttention(_AttentionBase):
     """RMT attention with the fixed Manhattan decay (official ``VisionRetentionAll`` / ``VisionRetentionChunk``)."""
 
@@ -244,14 +237,14 @@ class ManhattanAttention(_AttentionBase):
         n, d = self.num_heads, self.head_dim
         if self.mode == 'full':
             mask = relpos.manhattan_mask_2d(h, w)  # (n, N, N)
-            o = _biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), mask)
+            o = biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), mask)
             o = o.view(b, n, h, w, d)
         else:
             mask_h, mask_w = relpos.manhattan_mask_1d(h), relpos.manhattan_mask_1d(w)
             # rows: (B, H, n, W, d) with mask (n, W, W); then columns: (B, W, n, H, d) with mask (n, H, H)
-            o = _biased_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask_w)
+            o = biased_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask_w)
             o = o.permute(0, 3, 2, 1, 4)  # (B, W, n, H, d)
-            o = _biased_attention(q.permute(0, 3, 1, 2, 4), k.permute(0, 3, 1, 2, 4), o, mask_h)
+            o = biased_attention(q.permute(0, 3, 1, 2, 4), k.permute(0, 3, 1, 2, 4), o, mask_h)
             o = o.permute(0, 2, 3, 1, 4)  # (B, n, H, W, d)
         return self._out(o, lepe)
 
@@ -328,10 +321,7 @@ class Stage(nn.Module):
         sin, cos = self.Relpos(x.shape[1], x.shape[2])
         relpos = self.Relpos if self.Relpos.decay is not None else None
         for blk in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(blk, x, sin, cos, relpos)
-            else:
-                x = blk(x, sin, cos, relpos)
+            x = run_block(blk, x, sin, cos, relpos, checkpointed=self.grad_checkpointing)
         return x
 
 
@@ -442,10 +432,11 @@ class PPMAViT(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None):
+        check_global_pool(type(self).__name__, global_pool, ('avg',))  # the head always average-pools
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(self.num_features, num_classes)
 
     def load_pretrained(self, path, checkpoint_key: str | None = None):
         """Loads an official (or our own) checkpoint file; mismatches raise CheckpointMismatchError."""
@@ -530,6 +521,12 @@ class PPMAViT(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+# ---------------------------------------------------------------------------------------------- FLOPs
+def flop_count_handles() -> dict:
+    """fvcore op handles for the polyline-path attention ops (full and criss-cross)."""
+    return dict(FVCORE_OP_HANDLES)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 _HEAD_PREFIXES = ('proj.', 'norm.', 'head.')
 
@@ -545,16 +542,19 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
       prunes the pre-head layers after loading) keeps the model's own pre-head weights. A model with a
       classifier reports them missing: no random head is left behind silently.
 
+    Those keys are named in the returned :class:`FilteredState`'s ``keep_init``; the loader reports them.
+
     Anything else that does not fit raises ``CheckpointMismatchError`` in the loader.
     """
     out = {k.removeprefix('module.'): v for k, v in state_dict.items()}
+    keep = []
     if getattr(model, 'out_norm', False):
         own = model.state_dict()
         if not any(k.startswith('outnorm') for k in out):
-            out.update({k: v for k, v in own.items() if k.startswith('outnorm')})
+            keep += [k for k in own if k.startswith('outnorm')]
         if model.num_classes == 0 and not any(k.startswith(_HEAD_PREFIXES) for k in out):
-            out.update({k: v for k, v in own.items() if k.startswith(_HEAD_PREFIXES)})
-    return out
+            keep += [k for k in own if k.startswith(_HEAD_PREFIXES)]
+    return FilteredState(out, keep_init=keep)
 
 
 def _cfg(**kwargs):

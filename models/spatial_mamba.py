@@ -65,14 +65,14 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import adapt_input_conv, checkpoint
+from timm.models._manipulate import adapt_input_conv
 
 from kernels.selective_scan import selective_scan
 from kernels.state_fusion import state_fusion
 
 from ._builder import build_model
-from ._layers import check_image_batch, init_weights_trunc_normal
-from ._checkpoint import extract_state_dict, load_checkpoint
+from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._checkpoint import FilteredState, extract_state_dict, load_checkpoint
 
 __all__ = ["SpatialMamba", "SpatialMambaBlock", "StructureAwareSSM", "StateFusion", "checkpoint_filter_fn",
            "flop_count_handles", "count_flops"]
@@ -265,10 +265,7 @@ class SpatialMambaLayer(nn.Module):
 
     def forward_blocks(self, x):
         for blk in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(blk, x)
-            else:
-                x = blk(x)
+            x = run_block(blk, x, checkpointed=self.grad_checkpointing)
         return x
 
     def forward(self, x):
@@ -289,7 +286,8 @@ class SpatialMamba(nn.Module):
         drop_path_rate: stochastic depth, linear from 0 over all blocks.
         out_norm: add the official downstream output LayerNorms ``outnorm{i}`` applied to stage outputs.
         fused_eval: evaluate the state fusion with the folded 11x11 kernel (official eval path).
-        scan_impl, fusion_impl: kernel implementation (``"auto" | "torch" | "triton" | "reference"``).
+        scan_impl: selective-scan implementation (``"auto" | "torch" | "triton" | "reference"``).
+        fusion_impl: state-fusion implementation (``"auto" | "torch" | "matrix" | "reference"``).
     """
 
     def __init__(
@@ -371,14 +369,11 @@ class SpatialMamba(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+        check_global_pool("Spatial-Mamba", global_pool, ('avg', ''))
         self.num_classes = num_classes
         if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            self.head.apply(init_weights_trunc_normal)
+        self.head = linear_head(self.num_features, num_classes)
 
     def load_pretrained(self, path, checkpoint_key: Optional[str] = None):
         """Loads an official (or our own) checkpoint file; mismatches raise CheckpointMismatchError."""
@@ -492,8 +487,9 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
     conv to another ``in_chans``; drops the final norm and the stages / downsampling that ``features_only``
     pruned; keeps the identity-initialised ``outnorm{i}`` of an ``out_norm=True`` model when the checkpoint has
     none (a classification checkpoint, as the official backbone), and the model's own final ``norm`` when a
-    downstream backbone checkpoint (with ``outnorm`` keys) is loaded into a headless model. Every other
-    mismatch is reported by the loader (:class:`CheckpointMismatchError` naming the keys).
+    downstream backbone checkpoint (with ``outnorm`` keys) is loaded into a headless model (both named in the
+    returned :class:`FilteredState`'s ``keep_init``, which the loader reports). Every other mismatch is
+    reported by the loader (:class:`CheckpointMismatchError` naming the keys).
     """
     state_dict = extract_state_dict(state_dict)
     if any(k.startswith('backbone.') for k in state_dict):
@@ -513,19 +509,16 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
                         ('.downsample.' in k and model.layers[int(m.group(1))].downsample is None)):
                 out.pop(k)
     has_outnorm = any(k.startswith('outnorm') for k in out)
+    keep = []
     if getattr(model, 'has_out_norm', False) and not has_outnorm:
         # classification checkpoint into a downstream backbone: out-norms start at identity (as official)
-        for k, v in own.items():
-            if k.startswith('outnorm'):
-                out[k] = v.clone()
+        keep += [k for k in own if k.startswith('outnorm')]
     if has_outnorm and model.num_classes == 0 and not any(k.startswith('norm.') for k in out):
         # downstream backbone checkpoint into a headless model (features_only prunes the final norm after
         # loading): the final norm keeps its initialisation. A model with a classifier still reports the
         # missing norm / head keys.
-        for k, v in own.items():
-            if k.startswith('norm.'):
-                out[k] = v.clone()
-    return out
+        keep += [k for k in own if k.startswith('norm.')]
+    return FilteredState(out, keep_init=keep)
 
 
 # ---------------------------------------------------------------------- registry

@@ -1,96 +1,65 @@
-"""The table of configs/segmentation/README.md, generated from each config's comment block.
+"""The segmentation configs' table and metafile, generated from the ``paper-row`` block of every row config.
 
-    python -m segmentation.config_table            # paper columns only
-    python -m segmentation.config_table --flops    # also our params / GFLOPs at 512x512 (builds every model)
-    python segmentation/get_flops.py $(ls configs/segmentation/{ppma,p2t,pacavit,mpvit,spatial_mamba}/*.py) > flops.txt
-    python -m segmentation.config_table --flops-from flops.txt    # the same, from get_flops.py's output
+Every row config under ``configs/segmentation/<family>/`` has a block (``ours`` is what
+``segmentation/get_flops.py`` prints for it at 512x512; the tests check the parameter count)::
 
-Each row config starts with a comment block: its first line says what it trains, and a ``Paper row:``
-line gives the published mIoU (ss / ms), params and FLOPs.
+    # paper-row:
+    #   paper: PPMA (Zhao et al., NeurIPS 2025)
+    #   backbone: PPMA-T
+    #   method: UperNet
+    #   dataset: ADE20K 512x512
+    #   schedule: 160k
+    #   mIoU (ss): 48.7
+    #   mIoU (ms): 49.1
+    #   params (M): -
+    #   FLOPs (G): -
+    #   ours (M / G, 512x512): 43.09 / 229.5
+
+    python -m segmentation.config_table            # rewrite the tables of configs/segmentation/README.md and
+                                                   # segmentation/README.md, and configs/segmentation/metafile.yml
+    python -m segmentation.config_table --check    # exit 1 if one is stale
 """
-import argparse
-import re
+from __future__ import annotations
+
+import sys
 from pathlib import Path
 
-from segmentation._launch import CONFIG_DIR
+from openmmlab import config_table
+from openmmlab.config_table import TableSpec, metrics
 
-FAMILIES = ("ppma", "p2t", "pacavit", "mpvit", "spatial_mamba")
-
-
-def row_configs() -> list:
-    return [p for family in FAMILIES for p in sorted((CONFIG_DIR / family).glob("*.py"), key=_order)]
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "segmentation"
+OURS = "ours (M / G, 512x512)"
+_SIZES = ("tiny", "small", "base", "large")
 
 
 def _order(path: Path):
-    sizes = ("tiny", "small", "base", "large")
-    name = path.stem
-    head = 0 if name.startswith(("upernet", "fpn")) else 1
+    """Cityscapes last, UperNet / FPN before the PaCa head, ablations last, then size, clusterer, name."""
+    head, backbone = path.stem.split("_")[:2]
     ablation = path.read_text().startswith("# Ablation")
-    size = next((i for i, s in enumerate(sizes) if f"_{s}_" in name), 9)
-    variant = 2 if "convmixer" in name else 1 if "p2cmlp" in name else 0
-    return ("cityscapes" in name, head, ablation, size, variant, name)
+    size = next((i for i, s in enumerate(_SIZES) if f"-{s}" in backbone), len(_SIZES))
+    variant = 2 if "convmixer" in backbone else 1 if "p2cmlp" in backbone else 0
+    return "cityscapes" in path.stem, head == "pacahead", ablation, size, variant, path.name
 
 
-def parse(path: Path) -> dict:
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line[1:].strip())
-    text = " ".join(lines)
-    paper = text.split("Paper row", 1)[1] if "Paper row" in text else ""
-
-    def grab(pattern):
-        m = re.search(pattern, paper)
-        return m.group(1).replace(" ", "") if m else "-"
-
-    return dict(
-        config=path.relative_to(CONFIG_DIR).as_posix(),
-        what=re.split(r", (?=ADE20K|Cityscapes)", lines[0])[0] if lines else "",
-        dataset=re.search(r"(ADE20K|Cityscapes) \d+x\d+", lines[0]).group(0) if lines else "",
-        ss=grab(r"mIoU ([\d.]+) \(ss"), ms=grab(r"/ ([\d.]+) \(ms\)"),
-        params=grab(r"params ([\d.]+ ?M)"), flops=grab(r"FLOPs ([\d.]+ ?G)"),
-    )
+def _results(row: dict) -> list[dict]:
+    dataset = row["dataset"].split()[0]
+    return [dict(Task="Semantic Segmentation", Dataset=dataset,
+                 Metrics=metrics(row, {"mIoU (ss)": "mIoU", "mIoU (ms)": "mIoU(ms+flip)"}))]
 
 
-def read_flops(path) -> dict:
-    """{config path relative to configs/segmentation: (params M, GFLOPs)} from get_flops.py's output."""
-    found = {}
-    for line in Path(path).read_text().splitlines():
-        m = re.match(r"(\S+\.py)\s+([\d.]+)M\s+([\d.]+)$", line.strip())
-        if m:
-            rel = Path(m.group(1)).resolve().relative_to(CONFIG_DIR.resolve()).as_posix()
-            found[rel] = (float(m.group(2)), float(m.group(3)))
-    return found
+def _metadata(row: dict) -> dict:
+    params, flops = (float(v) for v in row[OURS].split(" / "))
+    return {"Training Data": row["dataset"].split()[0], "Backbone": row["backbone"], "Method": row["method"],
+            "Crop Size": row["dataset"].split()[1], "Iterations": row["schedule"],
+            **metrics(row, {"params (M)": "Parameters (M)"}),
+            "FLOPs (G)": None if row["FLOPs (G)"] == "-" else row["FLOPs (G)"],
+            "Parameters (M, ours)": params, "FLOPs (G, ours, 512x512)": flops}
 
 
-def table(with_flops: bool = False, flops_from=None) -> str:
-    header = ["config", "model", "data", "mIoU ss", "mIoU ms", "params (paper)", "FLOPs (paper)"]
-    known = read_flops(flops_from) if flops_from else None
-    if with_flops or known is not None:
-        from segmentation.get_flops import complexity
-
-        header += ["params (ours)", "GFLOPs @512² (ours)"]
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for path in row_configs():
-        r = parse(path)
-        cells = [f"`{r['config']}`", r["what"], r["dataset"], r["ss"], r["ms"], r["params"], r["flops"]]
-        if known is not None and r["config"] in known:
-            cells += [f"{known[r['config']][0]:.2f} M", f"{known[r['config']][1]:.1f}"]
-        elif with_flops or known is not None:
-            c = complexity(str(path))
-            cells += [f"{c['params'] / 1e6:.2f} M", f"{c['flops'] / 1e9:.1f}"]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--flops", action="store_true", help="add our params / FLOPs (builds every model)")
-    parser.add_argument("--flops-from", help="take our params / FLOPs from this get_flops.py output")
-    args = parser.parse_args(argv)
-    print(table(args.flops, args.flops_from))
+SPEC = TableSpec("segmentation", CONFIG_DIR, columns=("backbone", "method", "dataset", "schedule", "mIoU (ss)",
+                                                      "mIoU (ms)", "params (M)", "FLOPs (G)", OURS),
+                 order=_order, results=_results, metadata=_metadata)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(config_table.main(SPEC))

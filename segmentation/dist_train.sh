@@ -1,18 +1,4 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun (OpenMMLab convention):
-#   bash segmentation/dist_train.sh CONFIG NUM_PROCS [train.py args]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT. GPUs: one process per GPU (nccl); CPU: gloo.
-set -euo pipefail
-CONFIG=$1
-NPROCS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-fi
-exec torchrun --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$PORT" \
-    --nproc_per_node="$NPROCS" "$ROOT/segmentation/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+# Distributed training (torchrun), OpenMMLab style:  bash segmentation/dist_train.sh CONFIG NUM_PROCS [train.py options]
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT on every node (see openmmlab/tools/dist_launch.sh).
+exec bash "$(dirname "${BASH_SOURCE[0]}")/../openmmlab/tools/dist_launch.sh" segmentation train "$@"

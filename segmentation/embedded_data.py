@@ -10,26 +10,27 @@ reads it unchanged::
 Each image is a textured background ("ground" below a horizon, "sky" above) with a few filled rectangles
 ("box") and discs ("disc"); every class has its own colour plus noise, so a small network learns it in a
 few dozen iterations, and some pixels along the object borders are unlabelled (ignore index). Sizes vary
-between 128 and 256 px so that resizing, cropping and padding are exercised.
+between 128 and 256 px so that resizing, cropping and padding are exercised. The files are written
+atomically (``openmmlab.datasets.write_atomically``), so the ranks of a torchrun job can all call
+:func:`generate`; a marker file written last tells a complete dataset.
 
     python -m segmentation.embedded_data [ROOT]    # default ROOT: <repo>/data/embedded_ade
 """
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from openmmlab.datasets import generator_cli, write_atomically
+
 CLASSES = ("sky", "ground", "box", "disc")
 PALETTE = ((70, 130, 180), (140, 110, 60), (220, 40, 40), (40, 180, 60))
 SPLITS = {"training": 16, "validation": 8}
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "embedded_ade"
-_DONE = "COMPLETE"  # written last: a root without it is not a finished dataset
+_DONE = "COMPLETE"
 _SEED = 20240521
 
 
@@ -61,64 +62,26 @@ def is_complete(root: str | os.PathLike) -> bool:
     return (Path(root) / _DONE).is_file()
 
 
-def generate(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
-    """Writes the dataset to ``root`` (atomically: a temporary sibling directory renamed into place).
-
-    Returns ``root``. Does nothing when a complete dataset is already there; safe when several processes
-    (e.g. the ranks of one ``torchrun``) call it at once.
-    """
-    root = Path(root).resolve()
-    if is_complete(root):
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists but is not a complete embedded dataset (no {_DONE} marker); "
-                              f"remove it to regenerate")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        rng = np.random.default_rng(_SEED)
-        for split, count in SPLITS.items():
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "annotations" / split).mkdir(parents=True)
-            for i in range(count):
-                image, label = _sample(rng)
-                name = f"emb_{split[0]}{i:04d}"
-                cv2.imwrite(str(tmp / "images" / split / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                cv2.imwrite(str(tmp / "annotations" / split / f"{name}.png"), label)
-        (tmp / _DONE).write_text("classes: " + ", ".join(CLASSES) + "\n")
-        try:
-            os.rename(tmp, root)  # replaces an empty directory; fails if another process got there first
-        except OSError:
-            if not is_complete(root):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+def _write(root: Path) -> None:
+    rng = np.random.default_rng(_SEED)
+    for split, count in SPLITS.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for i in range(count):
+            image, label = _sample(rng)
+            name = f"emb_{split[0]}{i:04d}"
+            cv2.imwrite(str(root / "images" / split / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(root / "annotations" / split / f"{name}.png"), label)
+    (root / _DONE).write_text("classes: " + ", ".join(CLASSES) + "\n")
 
 
-def _dataset_roots(cfg) -> list[str]:
-    roots = []
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        dataset = (cfg.get(key) or {}).get("dataset") or {}
-        while "dataset" in dataset:  # RepeatDataset and other wrappers
-            dataset = dataset["dataset"]
-        if dataset.get("data_root"):
-            roots.append(dataset["data_root"])
-    return roots
+def generate(root: str | os.PathLike = DEFAULT_ROOT, overwrite: bool = False) -> Path:
+    """Writes the dataset to ``root`` (atomically) unless it is already there; returns ``root``."""
+    return write_atomically(root, _write, is_complete, overwrite=overwrite)
 
 
-def ensure_for_config(cfg) -> None:
-    """Generates the embedded dataset where a config's dataloaders point at one (a root named ``embedded_ade``)."""
-    for root in _dataset_roots(cfg):
-        if Path(root).name == DEFAULT_ROOT.name and not is_complete(root):
-            generate(root)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", nargs="?", default=str(DEFAULT_ROOT))
-    print(generate(parser.parse_args().root))
+def main(argv=None) -> None:
+    generator_cli(generate, DEFAULT_ROOT, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -6,18 +6,16 @@
   ``train_step`` with the config's own optimizer recipe) on a tiny synthetic batch;
 - the backbone adapter loads our classification checkpoint, an official-layout classification checkpoint and
   an official-layout detector checkpoint (mmdet ``backbone.<official key>``), and names mismatching keys;
-- ``dist_train.sh`` -> ``dist_test.sh`` with 2 processes on the embedded dataset gives COCO bbox + segm
-  metrics, and the test metrics of the saved checkpoint equal the validation metrics at the end of training.
+- the embedded dataset, and FLOPs with the custom-op handles.
+The scripts (flags, dist / slurm launchers, the 2-process train -> test round trip) are tested for both task
+folders at once in ``test_openmmlab_tools.py``.
 """
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import logging
-import os
 import re
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,13 +31,15 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.runner import load_checkpoint as mm_load_checkpoint  # noqa: E402
 from timm.layers import DropPath  # noqa: E402
 
-import models.openmmlab  # noqa: E402,F401  (registers VisionBackbone, as the configs' custom_imports do)
-from detection import config_table, embedded_data, runtime  # noqa: E402
+import openmmlab.config_table  # noqa: E402  (importing openmmlab registers VisionBackbone, as custom_imports does)
+from detection import config_table, embedded_data  # noqa: E402
+from detection.task import TASK  # noqa: E402
 from models import CheckpointMismatchError  # noqa: E402
+from openmmlab.datasets import check_datasets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ROW_CONFIGS = config_table.row_configs()
-SMOKE_CONFIGS = config_table.smoke_configs()
+ROW_CONFIGS = config_table.SPEC.row_configs()
+SMOKE_CONFIGS = config_table.SPEC.smoke_configs()
 ALL_CONFIGS = ROW_CONFIGS + SMOKE_CONFIGS
 
 # Rows whose built detector does not match the paper's parameter count, with our exact count (M) and why.
@@ -128,7 +128,7 @@ def test_config_table_is_complete_and_readme_current():
     assert len(ROW_CONFIGS) == 47 and len(SMOKE_CONFIGS) == 7
     counts = defaultdict(int)
     for path in ROW_CONFIGS:
-        row = config_table.parse_paper_row(path)
+        row = config_table.SPEC.parse(path)
         assert row is not None, f"{path} has no paper-row block"
         counts[(path.parent.name, row["detector"], row["schedule"])] += 1
     assert counts == {
@@ -139,20 +139,20 @@ def test_config_table_is_complete_and_readme_current():
         ("mpvit", "Mask R-CNN", "1x"): 4, ("mpvit", "Mask R-CNN", "MS+3x"): 4,
         ("spatial_mamba", "Mask R-CNN", "1x"): 3, ("spatial_mamba", "Mask R-CNN", "MS+3x"): 2,
     }
-    assert config_table.main(["--check"]) == 0, "configs/detection/README.md is stale"
+    assert openmmlab.config_table.main(config_table.SPEC, ["--check"]) == 0, "the config tables / metafile are stale"
 
 
 @pytest.mark.parametrize("path", ROW_CONFIGS, ids=lambda p: p.name)
 def test_row_config_builds_with_paper_params(path):
     """Builds the detector (on the meta device: shapes only) and compares its parameters with the paper."""
     cfg = _cfg(path)
-    assert cfg.custom_imports["imports"] == ["models.openmmlab"]
+    assert cfg.custom_imports["imports"] == ["openmmlab"]
     with torch.device("meta"):
         model = _build(cfg.model)
     assert list(model.backbone.channels) == list(cfg.model.neck.in_channels)
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"{path.name}: {params_m:.2f} M parameters")
-    paper = config_table.parse_paper_row(path)["params (M)"]
+    paper = config_table.SPEC.parse(path)["params (M)"]
     pinned = {**KNOWN_PARAM_DEVIATIONS, **UNREPORTED_PARAMS}
     if path.name in pinned:
         assert (paper == "-") == (path.name in UNREPORTED_PARAMS)
@@ -277,19 +277,6 @@ def test_adapter_names_mismatching_keys(tmp_path):
     assert "stages.1.extra.weight" in str(err.value)
 
 
-def test_test_script_refuses_a_partial_detector_checkpoint(tmp_path, monkeypatch):
-    """detection/test.py loads strictly: a key missing from the checkpoint stops it, naming the key."""
-    from detection import test as det_test
-
-    monkeypatch.setenv("EMBEDDED_COCO_ROOT", str(tmp_path / "embedded_coco"))
-    state = _smoke_detector().state_dict()
-    state.pop("roi_head.mask_head.conv_logits.weight")
-    path = tmp_path / "partial.pth"
-    torch.save({"state_dict": state, "meta": {}}, path)
-    with pytest.raises(RuntimeError, match=r"roi_head\.mask_head\.conv_logits\.weight"):
-        det_test.main([str(SMOKE_P2T), str(path), "--work-dir", str(tmp_path / "work"), "--launcher", "none"])
-
-
 # ---------------------------------------------------------------------------- embedded data, runtime
 def test_embedded_dataset_is_deterministic_and_valid(tmp_path):
     from pycocotools.coco import COCO
@@ -321,70 +308,22 @@ def test_missing_dataset_is_named():
     cfg = _cfg(ROW_CONFIGS[0])
     cfg.train_dataloader.dataset.data_root = "/nonexistent/coco/"
     with pytest.raises(FileNotFoundError, match=r"/nonexistent/coco/annotations/instances_train2017\.json"):
-        runtime.prepare_datasets(cfg, ("train_dataloader",))
-
-
-def test_launcher_and_backend(monkeypatch):
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert runtime.resolve_launcher(None) == "none"
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert runtime.resolve_launcher(None) == "pytorch"
-    assert runtime.resolve_launcher("none") == "none"
-    assert runtime.dist_backend() == ("nccl" if torch.cuda.is_available() else "gloo")
+        check_datasets(cfg, ("train_dataloader",), TASK)
 
 
 @pytest.mark.slow
 def test_flops_count_custom_ops(one_thread):
     """get_flops counts PPMA's polyline attention and Spatial-Mamba's scan / fusion through their handles."""
-    from detection import get_flops
+    from models import flop_count_handles
+    from openmmlab.flops import analyze
 
-    handles = get_flops.custom_op_handles()
+    handles = flop_count_handles()
     for name, ops in (("mask-rcnn_ppma_smoke.py", ("ppma::polyline_full", "ppma::polyline_criss_cross")),
                       ("mask-rcnn_spatial-mamba_smoke.py", tuple(k for k in handles if "::" in k
                                                                  and not k.startswith(("aten", "ppma"))))):
-        res = get_flops.analyze(_cfg(REPO / "configs/detection/smoke" / name), shape=(128, 160))
+        res = analyze(_cfg(REPO / "configs/detection/smoke" / name), "mmdet", (128, 160),
+                      TASK.flops_data_samples(128, 160))
         assert res["params"] > 0 and res["flops"] > 0
         assert not set(res["unsupported"]) & set(handles), res["unsupported"]
         for op in ops:  # traced and counted (fvcore files an op's FLOPs under its name without the namespace)
             assert res["by_operator"].get(op.split("::")[1], 0) > 0, (name, op, res["by_operator"])
-
-
-# ---------------------------------------------------------------------------------------- end to end
-def _run(cmd, env, cwd):
-    res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
-    return res
-
-
-def _metrics_json(work_dir: Path, run: str):
-    """Records of mmengine's json log of one run (training: <ts>/vis_data/<ts>.json, test: <ts>/<ts>.json)."""
-    ts = sorted(p.name for p in work_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
-    assert ts, f"no run directory under {work_dir}"
-    ts = ts[-1]
-    path = work_dir / ts / ("vis_data" if run == "train" else "") / f"{ts}.json"
-    assert path.is_file(), f"no metrics json {path}"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@pytest.mark.slow
-def test_dist_train_then_dist_test_two_processes(tmp_path):
-    config = "configs/detection/smoke/mask-rcnn_p2t_smoke.py"
-    work_dir = tmp_path / "work"
-    env = dict(os.environ, EMBEDDED_COCO_ROOT=str(tmp_path / "embedded_coco"), OMP_NUM_THREADS="1",
-               PORT=str(29500 + os.getpid() % 2000))
-    # 8 of the 24 training images (2 steps per process) keep the CPU time down; validation uses all 8
-    _run(["bash", "detection/dist_train.sh", config, "2", "--work-dir", str(work_dir),
-          "--cfg-options", "train_dataloader.dataset.indices=8"], env, REPO)
-    assert embedded_data.is_complete(tmp_path / "embedded_coco"), "train.py did not generate the dataset"
-    ckpt = work_dir / "epoch_1.pth"
-    assert ckpt.is_file()
-    val = [r for r in _metrics_json(work_dir, "train") if "coco/bbox_mAP" in r][-1]
-
-    _run(["bash", "detection/dist_test.sh", config, str(ckpt), "2", "--work-dir", str(work_dir)], env, REPO)
-    test = _metrics_json(work_dir, "test")[-1]
-    for metric in ("bbox", "segm"):
-        for suffix in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l"):
-            key = f"coco/{metric}_{suffix}"
-            assert key in test, sorted(test)
-            assert test[key] == pytest.approx(val[key], abs=1e-6), key  # the checkpoint is the trained model

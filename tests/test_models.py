@@ -54,7 +54,20 @@ def test_classifier_reset_and_pre_logits(name):
         model.reset_classifier(5)
         assert model(x).shape == (1, 5)
         assert torch.allclose(model.forward_head(model.forward_features(x), pre_logits=True), feats, atol=1e-5)
-    assert isinstance(model.get_classifier(), nn.Module)
+    head = model.get_classifier()
+    assert isinstance(head, nn.Linear) and head.out_features == 5
+    # every family re-initialises the new head as its own init does: trunc-normal(0.02) weights, zero bias
+    assert torch.count_nonzero(head.bias) == 0 and 0.015 < head.weight.std().item() < 0.025
+    with pytest.raises(ValueError, match="global_pool must be one of"):
+        model.reset_classifier(5, global_pool="max")
+
+
+@pytest.mark.parametrize("family", models.FAMILIES)
+def test_load_pretrained_takes_a_checkpoint_key(family):
+    import inspect
+
+    model_cls = type(_create(models.list_models(f"{family}*")[0], num_classes=0))
+    assert "checkpoint_key" in inspect.signature(model_cls.load_pretrained).parameters
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import models.mpvit as mpvit
 from models._checkpoint import CheckpointMismatchError
+from helpers import assert_close, randomize
 
 NAMES = ("mpvit_tiny", "mpvit_xsmall", "mpvit_small", "mpvit_base")
 
@@ -40,11 +41,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _assert_close(actual, expected, atol, what=""):
-    err = (actual.double() - expected.double()).abs()
-    assert bool((err <= atol).all()), f"{what}: max abs err {err.max().item():.3e}, mean {err.mean().item():.3e}, atol {atol}"
 
 
 def _meta_model(name, **kwargs):
@@ -85,17 +81,7 @@ def _official_container(sd):
 
 def _randomized_small_model(**kwargs):
     torch.manual_seed(0)
-    model = timm.create_model("mpvit_tiny", **SMALL, **kwargs)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.75, 1.25)
-                m.weight.uniform_(0.75, 1.25)
-                m.bias.normal_(0, 0.1)
-            elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
-                m.bias.normal_(0, 0.05)
-    return model.eval()
+    return randomize(timm.create_model("mpvit_tiny", **SMALL, **kwargs), scale=0.05).eval()
 
 
 # ------------------------------------------------------------------------------------ sizes
@@ -137,7 +123,7 @@ def test_official_layout_round_trip(tmp_path):
     assert set(model.state_dict()) == set(src.state_dict()), "our state dict must be the clean (alias-free) one"
     x = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
-        _assert_close(model(x), src(x), 0.0, "logits after official-layout load")
+        assert_close(model(x), src(x), 0.0, what="logits after official-layout load")
 
     # the filter is idempotent on our own layout, and our own checkpoints load too
     own = src.state_dict()
@@ -145,7 +131,7 @@ def test_official_layout_round_trip(tmp_path):
     torch.save(own, tmp_path / "ours.pth")
     again = timm.create_model("mpvit_tiny", **SMALL, pretrained=True, pretrained_cfg_overlay=dict(file=str(tmp_path / "ours.pth")))
     with torch.no_grad():
-        _assert_close(again.eval()(x), src(x), 0.0, "logits after own-layout load")
+        assert_close(again.eval()(x), src(x), 0.0, what="logits after own-layout load")
 
     # features_only and another num_classes drop the classifier and load everything else
     feats = timm.create_model("mpvit_tiny", **SMALL, pretrained=True, features_only=True,
@@ -153,7 +139,7 @@ def test_official_layout_round_trip(tmp_path):
     with torch.no_grad():
         ref = src.forward_intermediates(x, intermediates_only=True)
         for a, b in zip(feats(x), ref):
-            _assert_close(a, b, 0.0, "stage features")
+            assert_close(a, b, 0.0, what="stage features")
     head10 = timm.create_model("mpvit_tiny", **SMALL, num_classes=10, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     torch.testing.assert_close(head10.stem[0].conv.weight, src.stem[0].conv.weight, rtol=0, atol=0)
 
@@ -259,7 +245,7 @@ def test_factor_attention_with_crpe_matches_dense_formulation():
             p.normal_(0, 0.5)
     x = torch.randn(2, H * W, C, dtype=torch.float64)
     with torch.no_grad():
-        _assert_close(attn(x, (H, W), crpe), _dense_factor_attn(x, attn, crpe, H, W), 1e-10, "factor attn + crpe")
+        assert_close(attn(x, (H, W), crpe), _dense_factor_attn(x, attn, crpe, H, W), 1e-10, what="factor attn + crpe")
 
 
 def test_encoder_matches_dense_formulation_with_shared_cpe_crpe():
@@ -281,7 +267,7 @@ def test_encoder_matches_dense_formulation_with_shared_cpe_crpe():
         n2 = F.layer_norm(t, (C,), blk.norm2.weight, blk.norm2.bias, 1e-6)
         t = t + F.gelu(n2 @ blk.mlp.fc1.weight.T + blk.mlp.fc1.bias) @ blk.mlp.fc2.weight.T + blk.mlp.fc2.bias
     with torch.no_grad():
-        _assert_close(enc(x), t.T.reshape(1, C, H, W), 1e-10, "encoder")
+        assert_close(enc(x), t.T.reshape(1, C, H, W), 1e-10, what="encoder")
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -316,4 +302,4 @@ def test_grad_checkpointing_uses_torch_checkpoint(monkeypatch):
     ref(x).sum().backward()
     assert len(calls) == sum(len(e.MHCA_layers) for s in model.mhca_stages for e in s.mhca_blks)
     for (n, p), q in zip(model.named_parameters(), ref.parameters()):
-        _assert_close(p.grad, q.grad, 1e-5, n)
+        assert_close(p.grad, q.grad, 1e-5, what=n)

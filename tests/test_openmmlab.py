@@ -1,4 +1,5 @@
-"""The shared OpenMMLab adapter (models/openmmlab.py): registration, checkpoints, freezing."""
+"""The OpenMMLab layer (openmmlab/): backbone adapter and its registration, checkpoints (backbone and whole
+models, one strict rule), freezing, the launch-time set-up, and that ``models`` stays free of OpenMMLab."""
 import pytest
 import timm
 import torch
@@ -8,7 +9,8 @@ pytest.importorskip("mmengine")
 from mmengine.runner import load_checkpoint as mm_load_checkpoint  # noqa: E402
 
 import models  # noqa: E402
-from models.openmmlab import VisionBackbone  # noqa: E402
+from openmmlab.backbone import VisionBackbone  # noqa: E402
+from openmmlab.checkpoint import load_full_checkpoint, mmengine_checkpoint_globals  # noqa: E402
 from test_p2t import to_official  # noqa: E402  (our p2t keys -> the official ones, written in that test)
 
 NAME = "p2t_tiny"
@@ -91,7 +93,16 @@ class _Detector(nn.Module):
         self.neck = nn.Conv2d(512, 8, 1)
 
 
-def test_full_checkpoints_load_in_official_and_our_layout(tmp_path):
+def _load(loader, model, path):
+    if loader == "mmengine":  # mmengine's own loader: the backbone's state-dict pre-hook maps the keys
+        mm_load_checkpoint(model, str(path), strict=True)
+        return None
+    with mmengine_checkpoint_globals(str(path)):
+        return load_full_checkpoint(model, torch.load(path, weights_only=True), source=str(path))
+
+
+@pytest.mark.parametrize("loader", ["mmengine", "strict"])
+def test_full_checkpoints_load_in_official_and_our_layout(tmp_path, loader):
     cls = _classifier()
     neck = {"neck.weight": torch.randn(8, 512, 1, 1), "neck.bias": torch.randn(8)}
     # the official P2T segmentation backbone keeps its unused ImageNet classifier: dropped on load
@@ -99,19 +110,49 @@ def test_full_checkpoints_load_in_official_and_our_layout(tmp_path):
                 "meta": {"mmdet_version": "3.3.0"}}
     torch.save(official, tmp_path / "official_det.pth")
     det = _Detector()
-    mm_load_checkpoint(det, str(tmp_path / "official_det.pth"), strict=True)
+    dropped = _load(loader, det, tmp_path / "official_det.pth")
+    assert dropped in (None, ["backbone.head.bias", "backbone.head.weight"])
     _assert_same(det.backbone.eval()(X), _expected(cls))
     assert torch.equal(det.neck.bias, neck["neck.bias"])
 
     # our own layout (backbone.model.<our key>) round trips unchanged, and a backbone can be taken out of it
     torch.save({"state_dict": det.state_dict()}, tmp_path / "ours_det.pth")
     det2 = _Detector()
-    mm_load_checkpoint(det2, str(tmp_path / "ours_det.pth"), strict=True)
+    assert _load(loader, det2, tmp_path / "ours_det.pth") in (None, [])
     _assert_same(det2.backbone.eval()(X), _expected(cls))
     b = VisionBackbone(NAME, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "ours_det.pth"),
                                            prefix="backbone."))
     b.init_weights()
     _assert_same(b.eval()(X), _expected(cls))
+
+
+@pytest.mark.parametrize("layout", ["ours", "official"])
+def test_strict_loader_names_every_key_that_does_not_fit(layout):
+    """One rule for whole models: a missing, unexpected or mis-shaped key raises, naming it, before anything
+    is loaded; only an official backbone's unused classifier is dropped."""
+    state = _Detector().state_dict()
+    if layout == "official":
+        backbone = {k[len("backbone.model."):]: state.pop(k) for k in list(state) if k.startswith("backbone.")}
+        state.update({f"backbone.{k}": v for k, v in to_official(backbone).items()})
+    state.pop("neck.bias")
+    state["neck.extra"] = torch.zeros(1)
+    state["neck.weight"] = torch.zeros(8, 512, 3, 3)
+    det = _Detector()
+    before = {k: v.clone() for k, v in det.state_dict().items()}
+    with pytest.raises(models.CheckpointMismatchError,
+                       match=r"(?s)missing keys \(1\): neck\.bias.*unexpected keys \(1\): neck\.extra.*neck\.weight"):
+        load_full_checkpoint(det, {"state_dict": state, "meta": {}}, source="ckpt.pth")
+    assert all(torch.equal(v, before[k]) for k, v in det.state_dict().items()), "a failed load changed weights"
+
+
+def test_models_holds_no_openmmlab_code():
+    """``models`` is torch + timm only: none of its files imports an OpenMMLab package."""
+    import re
+    from pathlib import Path
+
+    pattern = re.compile(r"^\s*(from|import)\s+(mmcv|mmdet|mmseg|mmengine|openmmlab)\b", re.M)
+    offenders = [p.name for p in Path(models.__file__).parent.glob("*.py") if pattern.search(p.read_text())]
+    assert not offenders, offenders
 
 
 def test_frozen_stages_and_norm_eval():
@@ -160,11 +201,11 @@ def test_reinit_keeps_fresh_weights_only_where_named_and_mismatched(tmp_path):
         assert torch.equal(v, fresh[k] if k in kept else src[k]), k
 
 
-# ------------------------------------------------------------------ launch-time half (models/openmmlab_runtime.py)
+# ------------------------------------------------------------------------------- launch-time set-up
 def test_setup_device_on_this_machine(monkeypatch):
     from mmengine.config import Config
 
-    from models.openmmlab_runtime import resolve_launcher, setup_device
+    from openmmlab.launch import resolve_launcher, setup_device
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert resolve_launcher(None) == "none"
@@ -184,13 +225,46 @@ def test_setup_device_on_this_machine(monkeypatch):
             setup_device(cfg, "slurm")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU set-up of a torchrun process")
+def test_cpu_ddp_syncs_buffers_after_every_step(monkeypatch):
+    """On CPU the DDP wrapper gets no device ids and no buffer broadcast of its own; BroadcastBuffersHook gives
+    every rank rank 0's buffers after each step (a one-process gloo group here: the broadcast runs, and every
+    buffer, of every dtype, comes back unchanged)."""
+    import socket
+    import torch.distributed as dist
+    from mmengine.config import Config
+
+    from openmmlab.launch import BroadcastBuffersHook, setup_device
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(k, v)
+    cfg = Config(dict(model=dict(type="X")))
+    try:
+        assert setup_device(cfg, "pytorch") == "cpu" and dist.is_initialized()
+        assert cfg.model_wrapper_cfg.device_ids is None and cfg.model_wrapper_cfg.broadcast_buffers is False
+        assert cfg.custom_hooks == [dict(type="BroadcastBuffersHook")]
+        bn = nn.Sequential(nn.BatchNorm2d(3), nn.BatchNorm2d(2))
+        for buf in bn.buffers():
+            buf.copy_(torch.randint(1, 9, buf.shape))
+        before = [b.clone() for b in bn.buffers()]
+
+        class _Runner:
+            model = bn
+
+        BroadcastBuffersHook().after_train_iter(_Runner(), 0)
+        assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(bn.buffers(), before))
+    finally:
+        dist.destroy_process_group()
+
+
 def test_mmengine_checkpoint_globals(tmp_path):
     import argparse
 
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
-
-    from models.openmmlab_runtime import mmengine_checkpoint_globals
 
     hub = HistoryBuffer()
     hub.update(1.5)

@@ -12,6 +12,7 @@ import torch
 import timm
 from models import p2t
 from models._checkpoint import CheckpointMismatchError
+from helpers import assert_close, randomize
 
 NAMES = ["p2t_base", "p2t_large", "p2t_small", "p2t_tiny"]
 
@@ -24,15 +25,6 @@ EMBED_DIMS = {
 }
 DROP_PATH = {"p2t_tiny": 0.1, "p2t_small": 0.1, "p2t_base": 0.3, "p2t_large": 0.3}
 MIN_SIDE = 65
-
-
-def _assert_close(actual, expected, atol, what):
-    """|actual - expected| <= atol * max(1, max|expected|) (fp32 module vs float64 reference)."""
-    err = (actual.double() - expected.double()).abs()
-    atol = atol * max(1.0, expected.double().abs().max().item())
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
-    assert bool((err <= atol).all()), (
-        f"{what}: max abs err {err.max().item():.3e}, mean {err.mean().item():.3e}, tol {atol:.3e}")
 
 
 def _meta_model(name, **kwargs):
@@ -115,11 +107,7 @@ def to_official(sd):
 
 
 def _perturbed_small():
-    model = _small_model()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * (0.1 if p.ndim == 1 else 0.02))
-    return model
+    return randomize(_small_model(), scale=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -316,13 +304,6 @@ def _dense_pooling_attention(x, attn, convs, expected_sizes):
     return out.reshape(B, H, W, C)
 
 
-def _randomize(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.ndim == 1 else 0.3) + (1.0 if p.ndim == 1 else 0))
-
-
 # H=10, W=14 with ratios (1, 2, 3, 4): 10/4 = 2.5 -> 2 and 14/4 = 3.5 -> 4 (round half to even), 14/3 -> 5
 CASES = [((1, 2, 3, 4), 10, 14, [(10, 14), (5, 7), (3, 5), (2, 4)]),
          ((3, 4, 5, 6), 7, 9, [(2, 3), (2, 2), (1, 2), (1, 2)])]
@@ -335,14 +316,14 @@ def test_pooling_attention_equals_dense_math(ratios, H, W, sizes, fused):
     C, heads = 12, 3
     attn = p2t.PoolingAttention(C, heads, ratios).eval()
     convs = torch.nn.ModuleList([torch.nn.Conv2d(C, C, 3, padding=1, groups=C) for _ in ratios])
-    _randomize(attn, 1)
-    _randomize(convs, 2)
+    randomize(attn, seed=1, scale=0.3)
+    randomize(convs, seed=2, scale=0.3)
     attn.fused_attn = fused
     x = torch.randn(2, H, W, C)
     with torch.no_grad():
         y = attn(x, convs)
     ref = _dense_pooling_attention(x.double(), attn, convs, sizes)
-    _assert_close(y, ref, 1e-5, f"PoolingAttention fused={fused} {ratios} {H}x{W}")
+    assert_close(y, ref, 1e-5, 1e-5, what=f"PoolingAttention fused={fused} {ratios} {H}x{W}")
 
 
 def test_block_equals_dense_math():
@@ -350,8 +331,8 @@ def test_block_equals_dense_math():
     C, H, W, ratios = 8, 10, 14, (1, 2, 3, 4)
     blk = p2t.P2TBlock(C, 2, mlp_ratio=2, pool_ratios=ratios).eval()
     convs = torch.nn.ModuleList([torch.nn.Conv2d(C, C, 3, padding=1, groups=C) for _ in ratios])
-    _randomize(blk, 3)
-    _randomize(convs, 4)
+    randomize(blk, seed=3, scale=0.3)
+    randomize(convs, seed=4, scale=0.3)
     x = torch.randn(1, H, W, C)
     with torch.no_grad():
         y = blk(x, convs)
@@ -367,7 +348,7 @@ def test_block_equals_dense_math():
     hid = hswish(n2 @ mlp.fc1.weight.double()[:, :, 0, 0].t() + mlp.fc1.bias.double())
     hid = hswish(_dense_dwconv3x3(hid.permute(2, 0, 1), mlp.conv.weight.double(), mlp.conv.bias.double()))
     ffn = hid.permute(1, 2, 0) @ mlp.fc2.weight.double()[:, :, 0, 0].t() + mlp.fc2.bias.double()
-    _assert_close(y, xd + ffn[None], 1e-5, "P2TBlock")
+    assert_close(y, xd + ffn[None], 1e-5, 1e-5, what="P2TBlock")
 
 
 def test_pool_convs_are_shared_per_stage():

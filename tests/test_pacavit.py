@@ -14,6 +14,7 @@ from torch import nn
 import models.pacavit as pacavit
 from models._checkpoint import CheckpointMismatchError, load_checkpoint
 from models.pacavit import PaCaAttention, PaCaBlock, PaCaViT
+from helpers import assert_close, randomize
 
 # name -> (official parameter count, official state_dict key count, feature channels, default drop_path_rate)
 TINY_CHS = (96, 192, 320, 384)
@@ -36,15 +37,6 @@ VARIANTS = {
 VARIANTS["pacavit_tiny"] = VARIANTS["pacavit_tiny_p2cconv_100_0"]
 VARIANTS["pacavit_small"] = VARIANTS["pacavit_small_p2cconv_100_0"]
 VARIANTS["pacavit_base"] = VARIANTS["pacavit_base_p2cconv_100_0"]
-
-
-def _assert_close(actual, expected, atol, what=""):
-    err = (actual.double() - expected.double()).abs()
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
-    assert err.max().item() <= atol, (
-        f"{what}: max abs err {err.max().item():.3e}, mean abs err {err.mean().item():.3e}, atol {atol:.1e}, "
-        f"max |expected| {expected.abs().max().item():.3e}"
-    )
 
 
 def _meta_model(name, **kwargs):
@@ -192,13 +184,13 @@ def test_official_checkpoint_round_trip(name, container, tmp_path):
     ref = _reference(name, sd)
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
-        _assert_close(model(x), ref(x), 0.0, "logits after loading the official-layout file")
+        assert_close(model(x), ref(x), 0.0, what="logits after loading the official-layout file")
         if container is None:
             # features_only drops the classifier and loads the backbone
             feats = timm.create_model(name, pretrained=True, features_only=True,
                                       pretrained_cfg_overlay=dict(file=str(path))).eval()
             for i, (a, b) in enumerate(zip(feats(x), ref.forward_intermediates(x, intermediates_only=True))):
-                _assert_close(a, b, 0.0, f"stage {i} features")
+                assert_close(a, b, 0.0, what=f"stage {i} features")
 
 
 def test_corrupted_checkpoint_fails_naming_keys(tmp_path):
@@ -317,33 +309,27 @@ def _block_dense(block, x, H, W, z):
     return x + _lin(_gelu(h), block.mlp.fc2), z
 
 
-def _randomized(module):
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return module.double().eval()
-
-
 @pytest.mark.parametrize("clustering,num_clusters", [("conv", 5), ("mlp", 7), (None, 0)])
 def test_block_matches_dense_math(clustering, num_clusters):
     """PaCa block (conv / mlp clustering, and plain attention when M = 0) on a 3x4 grid, plus the
     stage-wise follower block that reuses block 0's assignment z."""
     H, W, C, heads = 3, 4, 8, 2
-    first = _randomized(PaCaBlock(C, heads, num_clusters, clustering, clustering_kernel_size=3, mlp_ratio=2))
-    follower = _randomized(PaCaBlock(C, heads, num_clusters, None, mlp_ratio=2))
+    first = randomize(PaCaBlock(C, heads, num_clusters, clustering, clustering_kernel_size=3, mlp_ratio=2),
+                      scale=0.3).double().eval()
+    follower = randomize(PaCaBlock(C, heads, num_clusters, None, mlp_ratio=2), seed=1, scale=0.3).double().eval()
     x = torch.randn(2, H * W, C, dtype=torch.float64)
     with torch.no_grad():
         y, z = first(x, H, W, None)
         y_ref, z_ref = _block_dense(first, x, H, W, None)
-        _assert_close(y, y_ref, 1e-10, f"{clustering} block")
+        assert_close(y, y_ref, 1e-10, what=f"{clustering} block")
         if num_clusters:
-            _assert_close(z, z_ref, 1e-12, "cluster assignment")
-            _assert_close(z.sum(-1), torch.ones(2, num_clusters, dtype=torch.float64), 1e-12, "softmax over N")
+            assert_close(z, z_ref, 1e-12, what="cluster assignment")
+            assert_close(z.sum(-1), torch.ones(2, num_clusters, dtype=torch.float64), 1e-12, what="softmax over N")
         else:
             assert z is None
         y2, z2 = follower(y, H, W, z)
         y2_ref, _ = _block_dense(follower, y, H, W, z_ref)
-        _assert_close(y2, y2_ref, 1e-10, "stage-wise follower block")
+        assert_close(y2, y2_ref, 1e-10, what="stage-wise follower block")
         assert z2 is z
 
 
@@ -359,12 +345,12 @@ def test_teacher_blur_and_assignments():
     k2 = torch.outer(k, k) / 16
     blurred = sum(k2[a, b] * xp[:, :, a:a + 5, b:b + 6] for a in range(3) for b in range(3))
     with torch.no_grad():
-        _assert_close(blur(x), blur.conv(blurred), 1e-12, "BlurConv2d")
+        assert_close(blur(x), blur.conv(blurred), 1e-12, what="BlurConv2d")
         zs, outs = model.paca_teacher(model.patch_embed(torch.randn(2, 3, 64, 48, dtype=torch.float64)))
     assert [None if z is None else tuple(z.shape) for z in zs] == [(2, 3, 192), None, (2, 4, 12), (2, 2, 4)]
     for z in zs:
         if z is not None:
-            _assert_close(z.sum(-1), torch.ones(z.shape[:2], dtype=torch.float64), 1e-12, "teacher softmax")
+            assert_close(z.sum(-1), torch.ones(z.shape[:2], dtype=torch.float64), 1e-12, what="teacher softmax")
     assert [tuple(o.shape) for o in outs] == [(2, 192, 8), (2, 48, 8), (2, 12, 16), (2, 4, 16)]
 
 
@@ -423,4 +409,4 @@ def test_traced_attention_path_matches_sdpa():
     with torch.no_grad():
         eager = module(x)
         traced = torch.jit.trace(module, (x,), check_trace=False)(x)
-    _assert_close(traced, eager, 1e-5, "traced vs SDPA attention")
+    assert_close(traced, eager, 1e-5, what="traced vs SDPA attention")

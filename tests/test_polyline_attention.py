@@ -13,6 +13,7 @@ from kernels.polyline_attention import (
     triton_available,
 )
 from kernels.polyline_attention.naive import axial_masks
+from helpers import assert_close
 
 
 def _inputs(b, n, h, w, d, dv=None, dtype=torch.float64, decay=0.5, seed=0):
@@ -31,17 +32,13 @@ def _err(a, b):
     return f"max abs err {d.max().item():.3e}, mean {d.mean().item():.3e}"
 
 
-def _assert_close(a, b, atol, rtol=0.0, what=""):
-    assert torch.allclose(a, b, atol=atol, rtol=rtol), f"{what}: {_err(a, b)}"
-
-
 # ------------------------------------------------------------------------------------------ reference
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 4), (3, 1), (2, 3), (3, 3)])
 def test_mask_equals_bruteforce_path_product(h, w):
     *_, la, lb = _inputs(1, 2, h, w, 2)
     m = polyline_mask(la, lb)
     bf = polyline_mask_bruteforce(la, lb)
-    _assert_close(m, bf, 1e-12, what="mask vs brute force")
+    assert_close(m, bf, 1e-12, what="mask vs brute force")
     # M^T is the other L-path: vertical along the query's column first, then along the key's row
     mt = torch.zeros_like(m)
     for i in range(h):
@@ -51,7 +48,7 @@ def test_mask_equals_bruteforce_path_product(h, w):
                     s = sum(lb[:, :, r, j] for r in range(min(i, i2) + 1, max(i, i2) + 1)) + \
                         sum(la[:, :, i2, c] for c in range(min(j, j2) + 1, max(j, j2) + 1))
                     mt[:, :, i * w + j, i2 * w + j2] = s
-    _assert_close(m.transpose(-1, -2), mt, 1e-12, what="M^T vs brute force")
+    assert_close(m.transpose(-1, -2), mt, 1e-12, what="M^T vs brute force")
 
 
 def test_mask_1d_is_official_segsum():
@@ -60,7 +57,7 @@ def test_mask_1d_is_official_segsum():
     for x in range(6):
         for y in range(6):
             want = a[:, min(x, y) + 1:max(x, y) + 1].sum(-1)
-            _assert_close(m[:, x, y], want, 1e-12, what=f"L[{x},{y}]")
+            assert_close(m[:, x, y], want, 1e-12, what=f"L[{x},{y}]")
 
 
 def _dense_full(q, k, v, la, lb, scale):
@@ -92,7 +89,7 @@ def test_reference_matches_independent_dense(mode):
     q, k, v, la, lb = _inputs(1, 2, 3, 4, 3, dv=5)
     ref = polyline_attention_reference(q, k, v, la, lb, mode, 0.7)
     dense = (_dense_full if mode == "full" else _dense_criss_cross)(q, k, v, la, lb, 0.7)
-    _assert_close(ref, dense, 1e-12, what=mode)
+    assert_close(ref, dense, 1e-12, what=mode)
 
 
 def test_post_softmax_placement():
@@ -102,7 +99,7 @@ def test_post_softmax_placement():
     p = torch.softmax(s, -1) * 0.5 * (m.exp() + m.transpose(-1, -2).exp())
     want = (p @ v.flatten(2, 3)).view_as(v)
     got = polyline_attention(q, k, v, la, lb, scale=1.0, mask_placement="post_softmax")
-    _assert_close(got, want, 1e-12, what="post_softmax")
+    assert_close(got, want, 1e-12, what="post_softmax")
     logits = polyline_attention(q, k, v, la, lb, scale=1.0)
     assert not torch.allclose(got, logits)
 
@@ -121,9 +118,9 @@ def test_torch_path_matches_reference_fp64(mode, h, w):
     # small blocks so that the tiles cut the grid into several row blocks on both sides
     out = polyline_attention(q, k, v, la, lb, mode=mode, scale=0.8, impl="torch", block_q=2 * w, block_k=3 * w)
     gout_ = torch.autograd.grad(out, (q, k, v, la, lb), gout)
-    _assert_close(out, ref, 1e-12, what=f"{mode} forward")
+    assert_close(out, ref, 1e-12, what=f"{mode} forward")
     for name, a, b in zip(["q", "k", "v", "log_a", "log_b"], gout_, gref):
-        _assert_close(a, b, 1e-11, what=f"{mode} grad {name}")
+        assert_close(a, b, 1e-11, what=f"{mode} grad {name}")
 
 
 @pytest.mark.parametrize("mode", ["full", "criss_cross"])
@@ -134,9 +131,9 @@ def test_torch_path_matches_reference_fp32(mode):
     gref = torch.autograd.grad(ref, (q, k, v, la, lb), gout)
     out = polyline_attention(q, k, v, la, lb, mode=mode, impl="torch", block_q=26, block_k=39)
     gout_ = torch.autograd.grad(out, (q, k, v, la, lb), gout)
-    _assert_close(out, ref, 2e-6, what=f"{mode} forward fp32")
+    assert_close(out, ref, 2e-6, what=f"{mode} forward fp32")
     for name, a, b in zip(["q", "k", "v", "log_a", "log_b"], gout_, gref):
-        _assert_close(a, b, 1e-4, 1e-4, what=f"{mode} grad {name} fp32")
+        assert_close(a, b, 1e-4, 1e-4, what=f"{mode} grad {name} fp32")
 
 
 @pytest.mark.parametrize("mode", ["full", "criss_cross"])
@@ -158,7 +155,7 @@ def test_gradient_tie_positions_match_official():
         got = torch.autograd.grad(polyline_attention(q, k, v, la, lb, mode=mode, impl="torch", block_q=4,
                                                      block_k=4), (la, lb), gout)
         for a, b in zip(got, gref):
-            _assert_close(a, b, 1e-12, what=f"{mode} tie grads")
+            assert_close(a, b, 1e-12, what=f"{mode} tie grads")
 
 
 @pytest.mark.slow
@@ -179,7 +176,7 @@ def test_large_logits_stable():
     out = polyline_attention(q * 200, k * 200, v, la * 50, lb * 50, impl="torch", block_q=6, block_k=12)
     ref = polyline_attention_reference(q * 200, k * 200, v, la * 50, lb * 50)
     assert torch.isfinite(out).all()
-    _assert_close(out, ref, 1e-4, what="large logits")
+    assert_close(out, ref, 1e-4, what="large logits")
 
 
 def test_entry_point_errors():
@@ -207,7 +204,7 @@ def test_torch_compile_single_op():
     out = fn(q, k, v, la, lb)
     out.sum().backward()
     ref = polyline_attention_reference(q, k, v, la, lb)
-    _assert_close(out, ref, 1e-5, what="compiled")
+    assert_close(out, ref, 1e-5, what="compiled")
 
 
 def test_fvcore_handles():
@@ -254,9 +251,9 @@ def test_triton_matches_reference(h, w, d, dv, triton_layout):
     gref = torch.autograd.grad(ref, (q, k, v, la, lb), gout)
     out = polyline_attention(q, k, v, la, lb, scale=0.6, impl="triton")
     got = torch.autograd.grad(out, (q, k, v, la, lb), gout)
-    _assert_close(out, ref, 1e-5, what="triton forward")
+    assert_close(out, ref, 1e-5, what="triton forward")
     for name, a, b in zip(["q", "k", "v", "log_a", "log_b"], got, gref):
-        _assert_close(a, b, 2e-5, 1e-4, what=f"triton grad {name}")
+        assert_close(a, b, 2e-5, 1e-4, what=f"triton grad {name}")
 
 
 @pytest.mark.triton
@@ -278,10 +275,10 @@ def test_triton_half_dots_match_reference(h, w, triton_layout):
     gref = torch.autograd.grad(ref, ref_leaves, gout.float())
     assert out.dtype == torch.float16
     # (measured under the interpreter: max abs errors 4e-4 - 1.1e-3 at values up to ~4)
-    _assert_close(out.float(), ref, 2e-3, what="half-dot forward")
+    assert_close(out.float(), ref, 2e-3, what="half-dot forward")
     for name, a, b in zip(["q", "k", "v", "log_a", "log_b"], got, gref):
         assert a.dtype == torch.float16
-        _assert_close(a.float(), b, 4e-3, 2e-3, what=f"half-dot grad {name}")
+        assert_close(a.float(), b, 4e-3, 2e-3, what=f"half-dot grad {name}")
 
 
 @pytest.mark.triton

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import models.ppma as P
 from models._checkpoint import CheckpointMismatchError
+from helpers import randomize
 
 PARAMS = dict(ppma_tiny=14_335_272, ppma_small=26_969_472, ppma_base=54_158_524,
               rmt_tiny=14_334_216, rmt_small=26_967_240, rmt_base=54_154_896)
@@ -35,18 +36,6 @@ OFFICIAL_KEY_PATTERNS = [
 
 TINY = dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 2, 1), num_heads=(1, 2, 3, 4), mlp_ratios=(2, 2, 2, 2),
             projection=32)
-
-
-def _randomise(model):
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if t.dtype.is_floating_point and not name.endswith(("angle", "decay")):
-                if name.endswith("running_var"):
-                    t.uniform_(0.5, 1.5, generator=g)
-                else:
-                    t.copy_(t + 0.1 * torch.randn(t.shape, generator=g))
-    return model
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
@@ -80,7 +69,7 @@ def test_registered_names_and_defaults():
 @pytest.mark.parametrize("arch", ["ppma_tiny", "rmt_tiny"])
 @pytest.mark.parametrize("container", ["model", "models", "model_ema", "state_dict"])
 def test_official_checkpoint_round_trip(tmp_path, arch, container):
-    src = _randomise(timm.create_model(arch, **TINY)).eval()
+    src = randomize(timm.create_model(arch, **TINY), seed=1, skip=("angle", "decay")).eval()
     sd = {"module." + k if container == "model" else k: v for k, v in src.state_dict().items()}
     path = tmp_path / "ckpt.pth"
     torch.save({container: sd, "epoch": 3}, path)
@@ -113,12 +102,17 @@ def test_corrupted_checkpoint_fails_loudly(tmp_path):
                           **TINY)
 
 
-def test_downstream_out_norms(tmp_path):
-    cls = _randomise(timm.create_model("ppma_tiny", **TINY)).eval()
+def test_downstream_out_norms(tmp_path, caplog):
+    cls = randomize(timm.create_model("ppma_tiny", **TINY), seed=1, skip=("angle", "decay")).eval()
     torch.save({"model": cls.state_dict()}, tmp_path / "cls.pth")
-    # classification checkpoint -> backbone with output norms (left at identity init, like the official loader)
-    fb = timm.create_model("ppma_tiny", pretrained=True, features_only=True, out_norm=True,
-                           pretrained_cfg_overlay=dict(file=str(tmp_path / "cls.pth")), **TINY).eval()
+    # classification checkpoint -> backbone with output norms (left at identity init, like the official loader;
+    # the loader says which weights kept their initialisation)
+    with caplog.at_level("INFO", logger="models"):
+        fb = timm.create_model("ppma_tiny", pretrained=True, features_only=True, out_norm=True,
+                               pretrained_cfg_overlay=dict(file=str(tmp_path / "cls.pth")), **TINY).eval()
+    kept = [f"outnorm{i}.{p}" for i in range(4) for p in ("bias", "weight")]
+    assert any(f"8 weights of PPMAViT" in r.message and ", ".join(sorted(kept)) in r.message for r in caplog.records), \
+        caplog.text
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         feats = fb(x)

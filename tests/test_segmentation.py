@@ -6,14 +6,12 @@
 - ``PaCaSegHead`` equals an independent dense formulation of the spec's math (logits and both losses), and
   its parameter names are the official checkpoint's;
 - classification checkpoints load through ``init_cfg`` and official-layout segmentor checkpoints through
-  test.py's strict loader;
-- ``dist_train.sh`` -> ``dist_test.sh`` (single scale and ``--aug-test``) with 2 processes on the embedded data.
+  the strict loader of whole models (``openmmlab.checkpoint``);
+- the embedded dataset and P2T's AlignResize.
+The scripts (flags, dist / slurm launchers, the 2-process train -> test round trips) are tested for both task
+folders at once in ``test_openmmlab_tools.py``.
 """
-import json
-import os
 import re
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,8 +26,12 @@ from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 
-import models.openmmlab  # noqa: E402,F401  (registers VisionBackbone and PaCaSegHead)
-from segmentation import _launch, embedded_data  # noqa: E402
+import openmmlab.config_table  # noqa: E402  (importing openmmlab registers VisionBackbone, PaCaSegHead, AlignResize)
+from models import CheckpointMismatchError  # noqa: E402
+from openmmlab.checkpoint import load_full_checkpoint  # noqa: E402
+from openmmlab.launch import replace_sync_bn  # noqa: E402
+from segmentation import config_table, embedded_data  # noqa: E402
+from segmentation.config_table import OURS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "segmentation"
@@ -37,16 +39,16 @@ CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.py") if "_base_" not in p.parts)
 # one training step per backbone family (x head for PaCa-ViT's clusterers); the others only build: they differ
 # from these in sizes, cluster counts or the dataset
 TRAIN_STEP = [
-    "ppma/upernet_ppma_tiny_512x512_160k_ade20k.py",
-    "p2t/fpn_p2t_tiny_512x512_80k_ade20k.py",
-    "pacavit/pacahead_pacavit_tiny_p2cconv_100_0_512x512_160k_ade20k.py",
-    "pacavit/pacahead_pacavit_small_p2cmlp_100_0_512x512_160k_ade20k.py",
-    "pacavit/pacahead_pacavit_convmixer_small_100_512x512_160k_ade20k.py",
-    "mpvit/upernet_mpvit_small_512x512_160k_ade20k.py",
-    "spatial_mamba/upernet_spatial_mamba_tiny_512x512_160k_ade20k.py",
-    "smoke/upernet_smoke.py",
-    "smoke/fpn_smoke.py",
-    "smoke/pacahead_smoke.py",
+    "ppma/upernet_ppma-tiny_8xb2-160k_ade20k-512x512.py",
+    "p2t/fpn_p2t-tiny_8xb2-80k_ade20k-512x512.py",
+    "pacavit/pacahead_pacavit-tiny-p2cconv-100-0_8xb2-160k_ade20k-512x512.py",
+    "pacavit/pacahead_pacavit-small-p2cmlp-100-0_8xb2-160k_ade20k-512x512.py",
+    "pacavit/pacahead_pacavit-convmixer-small-100_8xb2-160k_ade20k-512x512.py",
+    "mpvit/upernet_mpvit-small_8xb2-160k_ade20k-512x512.py",
+    "spatial_mamba/upernet_spatial-mamba-tiny_8xb2-160k_ade20k-512x512.py",
+    "smoke/upernet_p2t_smoke.py",
+    "smoke/fpn_p2t_smoke.py",
+    "smoke/pacahead_pacavit_smoke.py",
 ]
 
 
@@ -56,7 +58,7 @@ def _rel(p: Path) -> str:
 
 def _cpu_config(path) -> Config:
     cfg = Config.fromfile(str(path))
-    _launch.replace_sync_bn(cfg.model)
+    replace_sync_bn(cfg.model)
     cfg.model.backbone.pop("init_cfg", None)  # the ImageNet checkpoints are not in the test environment
     return cfg
 
@@ -73,29 +75,32 @@ def _batch(size: int, num_classes: int, n: int = 2, seed: int = 0):
 def test_config_set_is_complete():
     names = {_rel(p) for p in CONFIGS}
     expected = (
-        [f"ppma/upernet_ppma_{s}_512x512_160k_ade20k.py" for s in ("tiny", "small", "base")]
-        + [f"ppma/upernet_ppma_{s}_1024x1024_160k_cityscapes.py" for s in ("tiny", "small", "base")]
-        + [f"p2t/fpn_p2t_{s}_512x512_80k_ade20k.py" for s in ("tiny", "small", "base", "large")]
-        + [f"pacavit/upernet_pacavit_{s}_p2cconv_100_0_512x512_160k_ade20k.py" for s in ("tiny", "small", "base")]
-        + [f"pacavit/pacahead_pacavit_{v}_512x512_160k_ade20k.py" for v in (
-            "tiny_p2cconv_100_0", "small_p2cconv_100_0", "base_p2cconv_100_0", "small_p2cmlp_100_0",
-            "convmixer_small_100", "convmixer_base_100", "small_p2cconv_2_0", "small_p2cconv_49_0",
-            "small_p2cconv_49_100", "small_p2cconv_100_49", "small_p2cconv_100", "small_p2cconv_100_blockwise")]
-        + [f"mpvit/upernet_mpvit_{s}_512x512_160k_ade20k.py" for s in ("small", "base")]
-        + [f"spatial_mamba/upernet_spatial_mamba_{s}_512x512_160k_ade20k.py" for s in ("tiny", "small", "base")]
-        + [f"smoke/{n}_smoke.py" for n in ("upernet", "fpn", "pacahead")]
+        [f"ppma/upernet_ppma-{s}_8xb2-160k_ade20k-512x512.py" for s in ("tiny", "small", "base")]
+        + [f"ppma/upernet_ppma-{s}_8xb1-160k_cityscapes-1024x1024.py" for s in ("tiny", "small", "base")]
+        + [f"p2t/fpn_p2t-{s}_8xb2-80k_ade20k-512x512.py" for s in ("tiny", "small", "base", "large")]
+        + [f"pacavit/upernet_pacavit-{s}-p2cconv-100-0_8xb2-160k_ade20k-512x512.py" for s in ("tiny", "small", "base")]
+        + [f"pacavit/pacahead_pacavit-{v}_8xb2-160k_ade20k-512x512.py" for v in (
+            "tiny-p2cconv-100-0", "small-p2cconv-100-0", "base-p2cconv-100-0", "small-p2cmlp-100-0",
+            "convmixer-small-100", "convmixer-base-100", "small-p2cconv-2-0", "small-p2cconv-49-0",
+            "small-p2cconv-49-100", "small-p2cconv-100-49", "small-p2cconv-100", "small-p2cconv-100-blockwise")]
+        + [f"mpvit/upernet_mpvit-{s}_8xb2-160k_ade20k-512x512.py" for s in ("small", "base")]
+        + [f"spatial_mamba/upernet_spatial-mamba-{s}_8xb2-160k_ade20k-512x512.py" for s in ("tiny", "small", "base")]
+        + [f"smoke/{n}_smoke.py" for n in ("upernet_p2t", "fpn_p2t", "pacahead_pacavit")]
     )
     assert names == set(expected)
-    for path in CONFIGS:  # every row states its paper numbers
-        if "smoke" not in path.parts:
-            assert re.search(r"Paper row.*mIoU \d+\.\d+", path.read_text()), path
+    assert [p for p in CONFIGS if "smoke" not in p.parts] == sorted(config_table.SPEC.row_configs())
+    for path in config_table.SPEC.row_configs():  # every row states its paper numbers and ours
+        row = config_table.SPEC.parse(path)
+        assert re.fullmatch(r"\d+\.\d+", row["mIoU (ss)"]) and re.fullmatch(r"[\d.]+ / [\d.]+", row[OURS]), path
+    assert openmmlab.config_table.main(config_table.SPEC, ["--check"]) == 0, "the config tables / metafile are stale"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=_rel)
 def test_config_builds_and_trains(path):
     """Every config: model + optimiser (parameter-wise rules on the real names), literal in_channels equal to
-    the backbone's; for one config per backbone family x head (TRAIN_STEP) also one real training step."""
+    the backbone's, the parameter count its paper-row block gives as ours; for one config per backbone family
+    x head (TRAIN_STEP) also one real training step."""
     init_default_scope("mmseg")
     cfg = _cpu_config(path)
     size = 96 if cfg.model.backbone.model_name.startswith("p2t") else 64  # P2T's pyramid pools need > 64 px
@@ -112,6 +117,9 @@ def test_config_builds_and_trains(path):
         aux = cfg.model.auxiliary_head
         assert aux.in_channels == channels[aux.in_index]
     assert head.num_classes == (19 if "cityscapes" in path.name else 4 if "smoke" in path.parts else 150)
+    if "smoke" not in path.parts:
+        ours = float(config_table.SPEC.parse(path)[OURS].split(" / ")[0])
+        assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == ours, path.name
     if _rel(path) not in TRAIN_STEP:
         return
 
@@ -246,7 +254,7 @@ def _smoke_model(name):
 def test_classification_checkpoint_loads_through_init_cfg(tmp_path):
     import timm
 
-    cfg, _ = _smoke_model("pacahead_smoke.py")
+    cfg, _ = _smoke_model("pacahead_pacavit_smoke.py")
     kwargs = {k: v for k, v in cfg.model.backbone.items() if k not in ("type", "model_name", "out_indices")}
     classifier = timm.create_model(cfg.model.backbone.model_name, num_classes=1000, **kwargs)
     with torch.no_grad():
@@ -266,16 +274,10 @@ def test_classification_checkpoint_loads_through_init_cfg(tmp_path):
         MODELS.build(cfg.model).init_weights()
 
 
-class _FakeRunner:
-    def __init__(self, model):
-        import logging
-        self.model, self.logger = model, logging.getLogger("test")
-
-
-def test_official_layout_segmentor_checkpoint_loads_strictly(tmp_path):
+def test_official_layout_segmentor_checkpoint_loads_strictly():
     from test_p2t import to_official  # our P2T keys -> the official ones (written in that test)
 
-    _, source = _smoke_model("upernet_smoke.py")
+    _, source = _smoke_model("upernet_p2t_smoke.py")
     with torch.no_grad():
         for p in source.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -287,10 +289,9 @@ def test_official_layout_segmentor_checkpoint_loads_strictly(tmp_path):
     official.update({k: v for k, v in ours.items() if not k.startswith("backbone.")})
     # the official segmentor's backbone kept its (unused) 1000-way classifier
     official.update({"backbone.head.weight": torch.randn(1000, 64), "backbone.head.bias": torch.randn(1000)})
-    torch.save({"state_dict": official, "meta": {}}, tmp_path / "official.pth")
-
-    _, target = _smoke_model("upernet_smoke.py")
-    _launch.load_segmentor_checkpoint(_FakeRunner(target), str(tmp_path / "official.pth"))
+    _, target = _smoke_model("upernet_p2t_smoke.py")
+    dropped = load_full_checkpoint(target, {"state_dict": official, "meta": {}})
+    assert dropped == ["backbone.head.bias", "backbone.head.weight"]
     x = torch.randn(1, 3, 96, 128)
     source.eval(), target.eval()
     with torch.no_grad():
@@ -299,9 +300,9 @@ def test_official_layout_segmentor_checkpoint_loads_strictly(tmp_path):
     broken = dict(official)
     broken.pop("decode_head.conv_seg.weight")
     broken["decode_head.extra.weight"] = torch.zeros(1)  # a stray key is an error, unlike the classifier
-    torch.save({"state_dict": broken}, tmp_path / "broken.pth")
-    with pytest.raises(RuntimeError, match=r"missing \(1\): decode_head.conv_seg.weight[\s\S]*extra.weight"):
-        _launch.load_segmentor_checkpoint(_FakeRunner(target), str(tmp_path / "broken.pth"))
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"missing keys \(1\): decode_head.conv_seg.weight[\s\S]*extra.weight"):
+        load_full_checkpoint(target, {"state_dict": broken})
 
 
 # ------------------------------------------------------------------------------------------ data, scripts
@@ -332,7 +333,6 @@ def test_embedded_data_is_deterministic_and_complete(tmp_path):
 def test_align_resize_stretches_to_multiples_of_32():
     import numpy as np
 
-    import segmentation.transforms  # noqa: F401  (registers AlignResize)
     from mmseg.registry import TRANSFORMS
 
     img = np.random.default_rng(0).integers(0, 255, (300, 450, 3), dtype=np.uint8)
@@ -346,55 +346,3 @@ def test_align_resize_stretches_to_multiples_of_32():
     assert out["img"].shape[:2] == (512, 800) and out["img_shape"] == (512, 800)
     assert out["gt_seg_map"].shape == (512, 800) and set(np.unique(out["gt_seg_map"])) <= set(range(5))
     assert np.allclose(out["scale_factor"], (800 / 450, 512 / 290))
-
-
-def test_config_names_resolve():
-    assert _launch.resolve_config("smoke") == CONFIG_DIR / "smoke" / "upernet_smoke.py"
-    name = "fpn_p2t_tiny_512x512_80k_ade20k"
-    assert _launch.resolve_config(name) == CONFIG_DIR / "p2t" / f"{name}.py"
-    with pytest.raises(FileNotFoundError, match="no config"):
-        _launch.resolve_config("no_such_config")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PORT=str(_free_port()))
-    env.pop("TRITON_INTERPRET", None)
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def _miou(out: str) -> float:
-    found = re.findall(r"Iter\((?:val|test)\) \[\d+/\d+\].*?mIoU: ([\d.]+)", out)
-    assert found, out[-3000:]
-    return float(found[-1])
-
-
-@pytest.mark.slow
-def test_train_test_round_trip_two_processes(tmp_path):
-    data = tmp_path / "embedded_ade"  # generated by train.py on first use
-    opts = ["--cfg-options"] + [f"{k}_dataloader.dataset.data_root={data}" for k in ("train", "val", "test")]
-    config = str(CONFIG_DIR / "smoke" / "upernet_smoke.py")
-    out = _run(["bash", str(REPO / "segmentation" / "dist_train.sh"), config, "2",
-                "--work-dir", str(tmp_path / "train"), *opts], tmp_path)
-    assert embedded_data.is_complete(data)
-    assert _miou(out) > 20.0  # 4 classes, 40 iterations: sky / ground are learnt
-    checkpoint = tmp_path / "train" / "iter_40.pth"
-    assert checkpoint.is_file()
-    for extra in ([], ["--aug-test"]):
-        out = _run(["bash", str(REPO / "segmentation" / "dist_test.sh"), config, str(checkpoint), "2",
-                    "--work-dir", str(tmp_path / "test"), *extra, *opts], tmp_path)
-        assert "all keys matched" in out
-        miou = _miou(out)
-        assert miou > 20.0
-        # the metrics file is written once, from rank 0 (mmengine writes it from every rank at once)
-        logs = sorted((tmp_path / "test").glob("*/*.json"), key=lambda p: p.stat().st_mtime)
-        assert logs, "no metrics json in the test work dir"
-        assert abs(json.loads(logs[-1].read_text())["mIoU"] - miou) < 0.01

@@ -7,6 +7,7 @@ import torch
 from kernels.selective_scan import (OP_NAME, linear_scan, linear_scan_adjoint, selective_scan,
                                     selective_scan_flop_jit, selective_scan_ref, selective_scan_ref_bwd)
 from kernels.selective_scan.chunked import selective_scan_chunked, selective_scan_chunked_bwd
+from helpers import assert_close
 
 NAMES = ("u", "delta", "A", "B", "delta_bias")
 
@@ -30,12 +31,6 @@ def _grads(fn, inputs, g):
     return h, torch.autograd.grad(h, used, g)
 
 
-def _assert_close(name, got, ref, rtol, atol):
-    err = (got.double() - ref.double()).abs()
-    tol = atol + rtol * ref.double().abs().max()
-    assert err.max() <= tol, f"{name}: max err {err.max():.3e} mean err {err.mean():.3e} (tol {tol:.3e})"
-
-
 @pytest.mark.parametrize("N,L", [(1, 1), (1, 7), (4, 49), (1, 197), (16, 49), (4, 197)])
 @pytest.mark.parametrize("impl", ["torch", "reference"])
 def test_op_matches_sequential_reference_forward_and_all_grads(N, L, impl):
@@ -44,9 +39,9 @@ def test_op_matches_sequential_reference_forward_and_all_grads(N, L, impl):
     h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
     h, grads = _grads(lambda *x: selective_scan(*x, impl=impl), inputs, g)
     assert h.dtype == torch.float32 and h.shape == (2, 5, N, L)
-    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
     for name, a, r in zip(NAMES, grads, g_ref):
-        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
 
 
 @pytest.mark.parametrize("softplus,bias", [(False, False), (True, False), (False, True)])
@@ -60,9 +55,9 @@ def test_torch_path_without_bias_or_softplus(softplus, bias):
                           inputs if bias else inputs[:4] + (None,), g)
     h, grads = _grads(lambda *x: selective_scan(*x[:4], x[4] if bias else None, softplus, impl="torch"),
                       inputs if bias else inputs[:4] + (None,), g)
-    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
     for name, a, r in zip(NAMES, grads, g_ref):
-        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
 
 
 @pytest.mark.parametrize("chunk", [2, 3, 8, 64])
@@ -73,14 +68,13 @@ def test_chunked_multi_level_and_fast_decay_fallback(chunk):
         h_ref = selective_scan_ref(u, delta, A, B, db)
         h = selective_scan_chunked(u, delta, A, B, db, chunk=chunk)
         assert torch.isfinite(h).all()
-        _assert_close(f"h chunk={chunk} a_scale={a_scale}", h, h_ref, 1e-12, 1e-12)
+        assert_close(h, h_ref, 1e-12, 1e-12, what=f"h chunk={chunk} a_scale={a_scale}")
         g = torch.randn_like(h_ref)
         ref = selective_scan_ref_bwd(g, u, delta, A, B, db)
         for given_h in (None, h_ref):  # states recomputed, or handed over as the op does with its output
             for name, a, r in zip(NAMES, selective_scan_chunked_bwd(g, u, delta, A, B, db, chunk=chunk, h=given_h),
                                   ref):
-                _assert_close(f"d{name} chunk={chunk} a_scale={a_scale} h given={given_h is not None}", a, r,
-                              1e-11, 1e-11)
+                assert_close(a, r, 1e-11, 1e-11, what=f"d{name} chunk={chunk} a_scale={a_scale} h given={given_h is not None}")
 
 
 def test_linear_scan_matches_loop():
@@ -90,7 +84,7 @@ def test_linear_scan_matches_loop():
     for t in range(100):
         h = torch.exp(la[:, t]) * h + b[:, t]
         ref.append(h)
-    _assert_close("h", linear_scan(la, b, chunk=16), torch.stack(ref, -1), 1e-13, 1e-13)
+    assert_close(linear_scan(la, b, chunk=16), torch.stack(ref, -1), 1e-13, 1e-13, what="h")
 
 
 def test_chunk_plan_prefers_divisors():
@@ -116,15 +110,14 @@ def test_linear_scan_mixed_signs_and_overwrite(overwrite):
         ref.append(h)
     ref = torch.stack(ref, -1)
     la_in, b_in = la.clone(), b.clone()
-    _assert_close("h", linear_scan(la_in, b_in, chunk=16, overwrite=overwrite), ref, 1e-12, 1e-12)
+    assert_close(linear_scan(la_in, b_in, chunk=16, overwrite=overwrite), ref, 1e-12, 1e-12, what="h")
     if not overwrite:  # the inputs are left alone unless the caller hands them over
         assert torch.equal(la_in, la) and torch.equal(b_in, b)
     lam_ref, lam = [None] * 300, torch.zeros(4, dtype=torch.float64)
     for t in reversed(range(300)):
         lam = b[:, t] + (torch.exp(la[:, t + 1]) * lam if t + 1 < 300 else 0)
         lam_ref[t] = lam
-    _assert_close("lam", linear_scan_adjoint(la.clone(), b, chunk=16, overwrite=overwrite),
-                  torch.stack(lam_ref, -1), 1e-12, 1e-12)
+    assert_close(linear_scan_adjoint(la.clone(), b, chunk=16, overwrite=overwrite), torch.stack(lam_ref, -1), 1e-12, 1e-12, what="lam")
 
 
 @pytest.mark.parametrize("L,chunk", [(1, 64), (2, 2), (100, 16), (100, 7), (197, 64)])
@@ -138,7 +131,7 @@ def test_linear_scan_adjoint_matches_loop(L, chunk, scale):
     for t in reversed(range(L)):
         lam = g[:, t] + (torch.exp(la[:, t + 1]) * lam if t + 1 < L else 0)
         ref[t] = lam
-    _assert_close("lam", linear_scan_adjoint(la, g, chunk=chunk), torch.stack(ref, -1), 1e-12, 1e-12)
+    assert_close(linear_scan_adjoint(la, g, chunk=chunk), torch.stack(ref, -1), 1e-12, 1e-12, what="lam")
 
 
 @pytest.mark.parametrize("impl", ["torch", "reference"])
@@ -159,7 +152,7 @@ def test_low_precision_inputs_are_finite_and_accumulate_in_fp32(dtype):
         assert t.grad.dtype == t.dtype and torch.isfinite(t.grad).all(), f"d{name} not finite"
     # fp32 accumulation: equals the fp32 reference on the same (rounded) inputs
     h_ref = selective_scan_ref(u.float(), delta.float(), A, B.float(), db)
-    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
 
 
 def test_validation_errors():
@@ -183,7 +176,7 @@ def test_torch_compile_sees_one_op():
     f = torch.compile(lambda *x: selective_scan(*x, impl="torch") * 2, backend=backend, fullgraph=True)
     out = f(u, delta, A, B, db)
     assert sum("selective_scan" in o for o in ops) == 1, ops
-    _assert_close("h", out, 2 * selective_scan_ref(u, delta, A, B, db), 1e-5, 1e-6)
+    assert_close(out, 2 * selective_scan_ref(u, delta, A, B, db), 1e-6, 1e-5, what="h")
 
 
 @pytest.mark.parametrize("N", [1, 3])
@@ -194,9 +187,9 @@ def test_torch_compile_backward_matches_reference(N):
     f = torch.compile(lambda *x: selective_scan(*x, impl="torch"), backend="aot_eager", fullgraph=True)
     h, grads = _grads(f, inputs, g)
     h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
-    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
     for name, a, r in zip(NAMES, grads, g_ref):
-        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
 
 
 def test_torch_path_ignores_reduced_matmul_precision():
@@ -210,9 +203,9 @@ def test_torch_path_ignores_reduced_matmul_precision():
         h, grads = _grads(lambda *x: selective_scan(*x, impl="torch"), inputs, g)
     finally:
         torch.set_float32_matmul_precision(old)
-    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
     for name, a, r in zip(NAMES, grads, g_ref):
-        _assert_close(f"d{name}", a, r, 2e-5, 1e-5)
+        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
 
 
 def test_fvcore_flop_handle():
@@ -241,12 +234,12 @@ def test_triton_matches_reference(N, L, block_l, bias):
     h_ref = selective_scan_ref(u, delta, A, B, db)
     g = torch.randn_like(h_ref)
     h = selective_scan_triton_fwd(u, delta, A, B, db, block_l=block_l)
-    _assert_close("h", h, h_ref, 1e-5, 1e-6)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
     ref = selective_scan_ref_bwd(g, u, delta, A, B, db)
     for given_h in (None, h):  # states recomputed, or the forward's output as the op hands it over
         for name, a, r in zip(NAMES, selective_scan_triton_bwd(g, u, delta, A, B, db, block_l=block_l, h=given_h),
                               ref):
-            _assert_close(f"d{name} h given={given_h is not None}", a, r, 2e-5, 1e-5)
+            assert_close(a, r, 1e-5, 2e-5, what=f"d{name} h given={given_h is not None}")
 
 
 @pytest.mark.triton
@@ -260,7 +253,7 @@ def test_triton_through_the_op_with_half_inputs():
     h.sum().backward()
     ref = [t.clone().requires_grad_() for t in (u.float(), delta.float(), A, B.float(), db)]
     selective_scan_ref(*ref).sum().backward()
-    _assert_close("h", h, selective_scan_ref(u.float(), delta.float(), A, B.float(), db), 1e-5, 1e-6)
+    assert_close(h, selective_scan_ref(u.float(), delta.float(), A, B.float(), db), 1e-6, 1e-5, what="h")
     for name, a, r in zip(NAMES, leaves, ref):
         assert a.grad.dtype == a.dtype and torch.isfinite(a.grad).all()
-        _assert_close(f"d{name}", a.grad.float(), r.grad, 2e-3, 1e-3)
+        assert_close(a.grad.float(), r.grad, 1e-3, 2e-3, what=f"d{name}")

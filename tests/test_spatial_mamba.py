@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import models.spatial_mamba as sm
 from models import CheckpointMismatchError
+from helpers import randomize
 
 NAMES = ("spatial_mamba_tiny", "spatial_mamba_small", "spatial_mamba_base")
 PARAMS = {"spatial_mamba_tiny": 26_748_862, "spatial_mamba_small": 43_074_280, "spatial_mamba_base": 95_745_592}
@@ -47,21 +48,6 @@ def _err(a, b):
     return f"max err {d.max():.3e}, mean err {d.mean():.3e}"
 
 
-def _randomize(model, seed=0):
-    """Non-trivial weights (the official init has all-ones fusion kernels, alpha = 1, D = 1, BN stats 0 / 1)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            if v.is_floating_point():
-                r = torch.randn(v.shape, generator=g)
-                if "running_var" in k:
-                    v.copy_(0.5 + r.abs())
-                elif "state_fusion" in k:
-                    v.copy_(0.3 * r)
-                else:
-                    v.add_(0.02 * r)
-
-
 # a narrow, shallow build of the registered tiny model (same code and key layout, fast on a busy CPU)
 SMALL = dict(dims=16, depths=(1, 1, 2, 1))
 SMALL_CHANNELS = [16, 32, 64, 128]
@@ -74,8 +60,9 @@ def _small(**kwargs):
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    m = _small()
-    _randomize(m)
+    m = randomize(_small(), scale=0.02)
+    for fusion in (mod for mod in m.modules() if isinstance(mod, sm.StateFusion)):
+        randomize(fusion, seed=1, scale=0.3)  # the official init: all-ones fusion kernels and alpha
     return m.eval()
 
 

@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _assert_close(actual, expected, atol, rtol=0.0, what=""):
-    err = (actual.double() - expected.double()).abs()
-    tol = atol + rtol * expected.double().abs()
-    assert bool((err <= tol).all()), (
-        f"{what}: max abs err {err.max().item():.3e}, mean abs err {err.mean().item():.3e}, "
-        f"atol {atol}, rtol {rtol}"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,7 +86,7 @@ def test_triton_associative_scan_matches_sequential_recurrence():
     for t in range(L):
         state = a[:, t] * state + b[:, t]
         ref[:, t] = state
-    _assert_close(h, ref, atol=1e-5, rtol=1e-5, what="associative_scan recurrence")
+    assert_close(h, ref, 1e-5, 1e-5, what="associative_scan recurrence")
 
 
 @pytest.mark.triton
@@ -109,7 +101,7 @@ def test_triton_dot_matches_torch_matmul(dtype):
     ref = x.float() @ y.float()
     # tf32 may be used on GPUs for fp32 dots
     atol = 5e-2 if (dtype == torch.float16 or DEVICE == "cuda") else 1e-4
-    _assert_close(out, ref, atol=atol, rtol=1e-3, what=f"tl.dot {dtype}")
+    assert_close(out, ref, atol, 1e-3, what=f"tl.dot {dtype}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +122,7 @@ def test_mmcv_nms_known_answer_and_agrees_with_torchvision():
     scores = torch.tensor([0.9, 0.8, 0.7])
     dets, keep = nms(boxes, scores, iou_threshold=0.5)  # IoU(0, 1) = 81 / 119 > 0.5
     assert keep.tolist() == [0, 2]
-    _assert_close(dets[:, 4], scores[[0, 2]], atol=0, what="nms scores")
+    assert_close(dets[:, 4], scores[[0, 2]], 0, what="nms scores")
 
     xy = torch.rand(200, 2) * 100
     wh = torch.rand(200, 2) * 30 + 1
@@ -153,15 +145,15 @@ def test_roi_align_exact_on_linear_ramp_and_mmcv_agrees_with_torchvision():
     expected = torch.tensor([[[[2.5, 3.5], [6.5, 7.5]]]])
     out_mmcv = mmcv_roi_align(feat, rois, (2, 2), 1.0, 2, "avg", True)
     out_tv = tv_roi_align(feat, rois, (2, 2), spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    _assert_close(out_mmcv, expected, atol=1e-6, what="mmcv roi_align")
-    _assert_close(out_tv, expected, atol=1e-6, what="torchvision roi_align")
+    assert_close(out_mmcv, expected, 1e-6, what="mmcv roi_align")
+    assert_close(out_tv, expected, 1e-6, what="torchvision roi_align")
 
     feat = torch.randn(2, 8, 24, 20)
     xy = torch.rand(10, 2) * 60
     rois = torch.cat([torch.randint(0, 2, (10, 1)).float(), xy, xy + torch.rand(10, 2) * 40 + 2], dim=1)
     out_mmcv = mmcv_roi_align(feat, rois, (7, 7), 0.25, 2, "avg", True)
     out_tv = tv_roi_align(feat, rois, (7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)
-    _assert_close(out_mmcv, out_tv, atol=1e-5, what="mmcv vs torchvision roi_align")
+    assert_close(out_mmcv, out_tv, 1e-5, what="mmcv vs torchvision roi_align")
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from kernels.state_fusion import (OP_NAME, fold_kernel, state_fusion, state_fusion_dilated, state_fusion_flop_jit,
                                   state_fusion_folded, state_fusion_matrix, state_fusion_ref)
+from helpers import assert_close
 
 SIZES = [(1, 1), (2, 3), (5, 9), (13, 6), (11, 17)]
 
@@ -18,21 +19,16 @@ def _inputs(C=3, H=5, W=9, b=2, dtype=torch.float64, seed=0):
     return h, *ks, alpha
 
 
-def _assert_close(name, got, ref, tol):
-    err = (got - ref).abs()
-    assert err.max() <= tol, f"{name}: max err {err.max():.3e} mean err {err.mean():.3e}"
-
-
 @pytest.mark.parametrize("H,W", SIZES)
 def test_folded_equals_dilated_equals_per_pixel_reference(H, W):
     args = _inputs(H=H, W=W)
     ref = state_fusion_ref(*args)
-    _assert_close("dilated", state_fusion_dilated(*args), ref, 1e-12)
-    _assert_close("folded", state_fusion_folded(*args), ref, 1e-12)
-    _assert_close("matrix", state_fusion_matrix(*args), ref, 1e-12)
+    assert_close(state_fusion_dilated(*args), ref, 1e-12, what="dilated")
+    assert_close(state_fusion_folded(*args), ref, 1e-12, what="folded")
+    assert_close(state_fusion_matrix(*args), ref, 1e-12, what="matrix")
     for folded in (False, True):
         for impl in ("torch", "matrix", "auto"):
-            _assert_close(f"op folded={folded} {impl}", state_fusion(*args, folded=folded, impl=impl), ref, 1e-12)
+            assert_close(state_fusion(*args, folded=folded, impl=impl), ref, 1e-12, what=f"op folded={folded} {impl}")
 
 
 def test_zero_padding_would_not_be_exact_at_the_borders():
@@ -76,7 +72,7 @@ def test_op_gradients_match_autograd_of_plain_forms(H, W, folded, impl):
     (state_fusion_ref(*ref) * g).sum().backward()
     for name, a, r in zip(("h", "k1", "k3", "k5", "alpha"), leaves, ref):
         tol = 1e-4 * (1 + r.grad.abs().max())
-        _assert_close(f"d{name} folded={folded} {impl}", a.grad, r.grad, tol)
+        assert_close(a.grad, r.grad, tol, what=f"d{name} folded={folded} {impl}")
 
 
 @pytest.mark.parametrize("H,W", [(1, 2), (4, 4), (11, 7), (15, 10)])
@@ -90,13 +86,13 @@ def test_phase_split_weight_gradient_equals_the_dilated_one(H, W, dil):
     hp = torch.randn(2, 3, H + 2 * dil, W + 2 * dil, generator=gen, dtype=torch.float64)
     g = torch.randn(2, 3, H, W, generator=gen, dtype=torch.float64)
     ref = conv2d_weight(hp, (3, 1, 3, 3), g, dilation=dil, groups=3)
-    _assert_close(f"dK dil={dil}", _depthwise_weight_grad(hp, g, dil), ref, 1e-12)
+    assert_close(_depthwise_weight_grad(hp, g, dil), ref, 1e-12, what=f"dK dil={dil}")
 
 
 def test_fp32_forms_agree_and_fp16_is_finite():
     args = _inputs(C=8, H=14, W=14, dtype=torch.float32)
     a, b = state_fusion(*args, folded=False), state_fusion(*args, folded=True)
-    _assert_close("folded vs dilated fp32", a, b, 1e-5 * (1 + a.abs().max()))
+    assert_close(a, b, 1e-5 * (1 + a.abs().max()), what="folded vs dilated fp32")
     half = [t.half() for t in args]
     out = state_fusion_dilated(*[t.float() for t in half])
     assert torch.isfinite(out).all()
@@ -112,7 +108,7 @@ def test_errors():
     h, k1, k3, k5, alpha = _inputs()
     with pytest.raises(ValueError, match="k3 must be"):
         state_fusion(h, k1, k3[:, :, :2], k5, alpha)
-    with pytest.raises(NotImplementedError, match="Triton"):
+    with pytest.raises(ValueError, match=r"impl must be one of \('reference', 'torch', 'matrix', 'auto'\), got 'triton'"):
         state_fusion(h, k1, k3, k5, alpha, impl="triton")
 
 

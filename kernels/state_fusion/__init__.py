@@ -11,9 +11,9 @@ differentiable in every input.
 ``impl``: ``"reference"`` (per-pixel 27-tap clamped-index loop of :mod:`.naive`), ``"torch"`` (F.conv2d,
 the requested form), ``"matrix"`` (:mod:`.grid_matrix`: one HW x HW matrix per channel, batched matmuls;
 for small grids, where dilated depthwise convs and their backward are slow on CPU), ``"auto"``
-(``"matrix"`` up to ``grid_matrix.MAX_PIXELS`` pixels, else ``"torch"``). There is no Triton path: with
-cuDNN the depthwise convs are not the bottleneck of the block (the scan and the projections are), so a
-Triton kernel would not pay off; ``"triton"`` raises.
+(``"matrix"`` up to ``grid_matrix.MAX_PIXELS`` pixels, else ``"torch"``). There is no Triton path (and no
+``"triton"`` impl): with cuDNN the depthwise convs are not the bottleneck of the block (the scan and the
+projections are), so a Triton kernel would not pay off.
 
 Registered as ``spatial_mamba::state_fusion`` (custom_op + fake + autograd) for ``torch.compile``;
 :func:`state_fusion_flop_jit` is its fvcore handle: 27 multiply-adds per output element (three 3x3 convs),
@@ -33,16 +33,13 @@ from .naive import (DILATIONS, fold_kernel, state_fusion_bwd, state_fusion_dilat
 __all__ = ["state_fusion", "fold_kernel", "state_fusion_dilated", "state_fusion_folded", "state_fusion_ref", "state_fusion_bwd",
            "state_fusion_matrix", "state_fusion_matrix_bwd", "state_fusion_flop_jit", "state_fusion_flops", "IMPLS", "OP_NAME", "DILATIONS"]
 
-IMPLS = ("reference", "torch", "matrix", "triton", "auto")
+IMPLS = ("reference", "torch", "matrix", "auto")
 OP_NAME = "spatial_mamba::state_fusion"
 
 
 def _resolve(impl: str, h: Tensor) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if impl == "triton":
-        raise NotImplementedError("state_fusion has no Triton path (depthwise convs via F.conv2d are not the "
-                                  "bottleneck); use impl='torch', 'matrix' or 'auto'")
     if impl == "auto":
         return "matrix" if h.shape[-2] * h.shape[-1] <= MAX_PIXELS else "torch"
     return impl

@@ -1,5 +1,6 @@
 # Smoke run: Mask R-CNN (fewer RoIs) with a one-block-per-stage P2T-T (random init) on the embedded tiny dataset, one
 # epoch at ~256 px, P2T's optimizer recipe.
+# alias: smoke
 _base_ = [
     '../_base_/models/mask_rcnn_fpn_light.py',
     '../_base_/datasets/embedded_coco_instance.py',

@@ -1,19 +1,6 @@
-# Runtime shared by every segmentation config (mmseg 1.x / mmengine conventions).
-# `models.openmmlab` registers the `VisionBackbone` adapter and the `PaCaSegHead` decode head in mmseg's
-# registry; `segmentation.transforms` adds the `AlignResize` test transform P2T's configs use.
-custom_imports = dict(imports=['models.openmmlab', 'segmentation.transforms'], allow_failed_imports=False)
-default_scope = 'mmseg'
-env_cfg = dict(
-    cudnn_benchmark=True,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),  # segmentation/train.py and test.py use gloo on CPU
-)
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
-log_processor = dict(by_epoch=False)
-log_level = 'INFO'
-load_from = None
-resume = False
-# multi-scale + flip evaluation (`test.py --aug-test`) wraps the model in this; the scales are in
-# each dataset's / config's `tta_pipeline`
-tta_model = dict(type='SegTTAModel')
+# mmseg's default runtime (scope, logging, SegLocalVisualizer, `tta_model = SegTTAModel` for test.py --tta)
+# plus this repository's OpenMMLab layer: importing `openmmlab` registers the `VisionBackbone` adapter, the
+# `PaCaSegHead` decode head and P2T's `AlignResize` test transform in mmseg's registries.
+# segmentation/train.py and test.py use gloo instead of nccl on a CPU.
+_base_ = 'mmseg::_base_/default_runtime.py'
+custom_imports = dict(imports=['openmmlab'], allow_failed_imports=False)

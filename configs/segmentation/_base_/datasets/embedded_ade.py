@@ -1,9 +1,10 @@
 # The embedded tiny ADE20K-style dataset (segmentation/embedded_data.py): 16 train / 8 val generated
 # images of 128-256 px, 4 classes + unlabelled (ignored), ADE20K layout and `reduce_zero_label`.
-# segmentation/train.py and test.py generate it on first use (any data_root named `embedded_ade`).
+# segmentation/train.py and test.py generate it on first use. Default location <repo>/data/embedded_ade; the
+# environment variable EMBEDDED_ADE_ROOT moves it (the directory must be named embedded_ade to be generated).
 _base_ = ['./ade20k.py']
 dataset_type = 'BaseSegDataset'
-data_root = '{{ fileDirname }}/../../../../data/embedded_ade'
+data_root = '{{$EMBEDDED_ADE_ROOT:{{fileDirname}}/../../../../data/embedded_ade}}'
 metainfo = dict(classes=('sky', 'ground', 'box', 'disc'),
                 palette=[[70, 130, 180], [140, 110, 60], [220, 40, 40], [40, 180, 60]])
 crop_size = (128, 128)

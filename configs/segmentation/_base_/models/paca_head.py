@@ -1,4 +1,4 @@
-# PaCa-ViT's segmentation head (`PaCaSegHead`, models/_openmmlab_heads.py): patch-to-cluster attention with
+# PaCa-ViT's segmentation head (`PaCaSegHead`, openmmlab/paca_head.py): patch-to-cluster attention with
 # one cluster per class and an auxiliary cross-entropy (weight 0.4) on the cluster logits; channels 256,
 # dropout 0.1, SyncBN, whole-image inference. The official `PaCaEncoderDecoder` only re-prefixes the two
 # loss dicts; here the head returns one dict and mmseg's EncoderDecoder trains it.

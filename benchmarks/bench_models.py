@@ -1,0 +1,225 @@
+"""Benchmark: whole-model images/s and peak memory, inference and training step, ours and (optionally) the
+official code with the same weights.
+
+    python benchmarks/bench_models.py --models ppma_tiny,rmt_tiny [--size 224 | --size 800x1344] [--batch 8]
+        [--threads 2] [--modes infer,train] [--pairs 2] [--repeats 3] [--device cpu|cuda]
+        [--official-root DIR [--pylib DIR]] [--json PATH]
+
+Every measurement runs in a fresh subprocess: build the model, one untimed call, then ``--repeats`` timed calls
+(median). ``infer`` = eval mode under ``torch.inference_mode``; ``train`` = train mode, cross-entropy on random
+labels, backward (no optimizer step: the optimizer is the same code for both). Peak memory: on CPU the growth
+of the process's peak resident set (VmHWM, reset after the untimed call) over its resident set before the
+timed calls; on CUDA ``max_memory_allocated`` above the memory allocated before them.
+
+With ``--official-root`` (a folder with the official checkouts PPMA, P2T, PaCaViT, MPViT, Spatial-Mamba, see
+``tools/official_models.py``; never needed by tests or CI) each model is also built from the official code,
+seeded, and its weights saved once; ours loads that file through the public API (timm's
+``pretrained_cfg_overlay``), so both run the same weights. Official and ours then alternate in fresh processes
+(official, ours, official, ours, ...) and the ratio ours / official is printed per pair and as the median over
+pairs: this machine's speed drifts by up to 2x over minutes, so only ratios of neighbouring runs compare.
+Spatial-Mamba's official scan is CUDA-only; on CPU a sequential PyTorch loop (fp32) stands in for it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = ("infer", "train")
+
+
+def _rss(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _official_model(name: str, official_root: str, pylib: str | None):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from official_models import Official, variant_builders
+
+    off = Official(pathlib.Path(official_root), pathlib.Path(pylib) if pylib else None, exact_scan=False)
+    builders = variant_builders(off)
+    if name not in builders:
+        raise SystemExit(f"no official builder for {name!r}; known: {sorted(builders)}")
+    return builders[name]()[0]
+
+
+def build(impl: str, name: str, weights: str | None, official_root: str | None, pylib: str | None):
+    import timm
+    import torch
+
+    import models  # noqa: F401  (registers ours)
+
+    torch.manual_seed(0)
+    if impl == "official":
+        return _official_model(name, official_root, pylib)
+    if weights:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights))
+    return timm.create_model(name)
+
+
+def _step_fn(model, mode: str, batch: int, hw: tuple[int, int], device):
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(batch, 3, *hw, generator=torch.Generator().manual_seed(0)).to(device)
+    if mode == "infer":
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                model(x)
+        return step
+    model.train()
+    y = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(1)).to(device)
+
+    def step():
+        F.cross_entropy(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+    return step
+
+
+def run_case(args, impl: str, name: str, mode: str) -> dict:
+    """One measurement in this (fresh) process."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = build(impl, name, args.weights, args.official_root, args.pylib).to(device)
+    step = _step_fn(model, mode, args.batch, args.hw, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM
+        base = _rss("VmRSS")
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss("VmHWM")) - base
+    sec = statistics.median(times)
+    return {"impl": impl, "model": name, "mode": mode, "img_s": args.batch / sec, "peak_mib": max(peak, 0) / 2**20}
+
+
+def _child(args, impl: str, name: str, mode: str, weights: str | None) -> dict | str:
+    cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{impl}:{name}:{mode}", "--size", args.size,
+           "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", str(args.repeats),
+           "--device", args.device]
+    if weights:
+        cmd += ["--weights", weights]
+    if args.official_root:
+        cmd += ["--official-root", args.official_root] + (["--pylib", args.pylib] if args.pylib else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        return (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _save_official_weights(args, name: str, folder: str) -> str:
+    """The official model's seeded weights, once per model, as the file both sides run."""
+    path = os.path.join(folder, f"{name}.pth")
+    code = ("import sys, torch; sys.argv = sys.argv[:1]; import benchmarks.bench_models as b; "
+            f"m = b.build('official', {name!r}, None, {args.official_root!r}, {args.pylib!r}); "
+            f"torch.save({{'model': m.state_dict()}}, {path!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    return path
+
+
+def compare(args) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_models_") as tmp:
+        for name in args.models:
+            weights = _save_official_weights(args, name, tmp) if args.official_root else None
+            impls = ("official", "ours") if args.official_root else ("ours",)
+            for mode in args.modes:
+                pairs = []
+                for i in range(args.pairs):
+                    res = {impl: _child(args, impl, name, mode, weights) for impl in impls}
+                    pairs.append(res)
+                    _print_pair(name, mode, i, res)
+                rows.append(_summary(name, mode, pairs))
+    return rows
+
+
+def _print_pair(name, mode, i, res):
+    cells = []
+    for impl, r in res.items():
+        cells.append(f"{impl} {r['img_s']:8.2f} img/s {r['peak_mib']:8.0f} MiB" if isinstance(r, dict)
+                     else f"{impl} FAILED: {r}")
+    ratio = ""
+    if all(isinstance(r, dict) for r in res.values()) and "official" in res:
+        ratio = f"  ratio {res['ours']['img_s'] / res['official']['img_s']:.2f}"
+    print(f"{name:<28} {mode:<5} pair {i + 1}: " + "  |  ".join(cells) + ratio, flush=True)
+
+
+def _summary(name, mode, pairs) -> dict:
+    ok = [p for p in pairs if all(isinstance(r, dict) for r in p.values())]
+    out = {"model": name, "mode": mode, "pairs": len(ok)}
+    for impl in ("ours", "official"):
+        vals = [p[impl] for p in ok if impl in p]
+        if vals:
+            out[f"{impl}_img_s"] = statistics.median(v["img_s"] for v in vals)
+            out[f"{impl}_peak_mib"] = statistics.median(v["peak_mib"] for v in vals)
+    if ok and "official" in ok[0]:
+        out["ratio_median"] = statistics.median(p["ours"]["img_s"] / p["official"]["img_s"] for p in ok)
+        mem = [p["ours"]["peak_mib"] / p["official"]["peak_mib"] for p in ok if p["official"]["peak_mib"] >= 1]
+        out["mem_ratio_median"] = statistics.median(mem) if mem else float("nan")  # (< 1 MiB: not measurable)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="ppma_tiny", type=lambda s: s.split(","))
+    ap.add_argument("--modes", default="infer,train", type=lambda s: s.split(","))
+    ap.add_argument("--size", default="224", help="224 or HxW (e.g. 800x1344)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--official-root", default=None)
+    ap.add_argument("--pylib", default=None, help="extra import path for the official code's dependencies")
+    ap.add_argument("--json", default=None, help="also write the summary rows here")
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    hw = args.size.split("x")
+    args.hw = (int(hw[0]), int(hw[-1]))
+    if any(m not in MODES for m in args.modes):
+        ap.error(f"--modes: choose from {MODES}")
+    if args.case:
+        impl, name, mode = args.case.split(":")
+        print(json.dumps(run_case(args, impl, name, mode)))
+        return
+    print(f"batch {args.batch}, {args.hw[0]}x{args.hw[1]}, {args.threads} thread(s), device {args.device}, median of "
+          f"{args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    rows = compare(args)
+    print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio")
+    for r in rows:
+        print(f"{r['model']:<28} {r['mode']:<5} {r.get('ours_img_s', float('nan')):11.2f} "
+              f"{r.get('official_img_s', float('nan')):15.2f} {r.get('ratio_median', float('nan')):23.2f} "
+              f"{r.get('mem_ratio_median', float('nan')):10.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,0 @@
-# Ablation: PaCa-ViT-S (conv clustering, 49-64-81-100) + PaCa head, ADE20K 512x512, 160k.
-# Paper row (PaCa-head ablation on small): mIoU 48.1 (ss); params / FLOPs not reported.
-# Downstream clusters (200, 200, 200, 200), as the official config.
-_base_ = ['./pacahead_pacavit_small_p2cconv_100_0_512x512_160k_ade20k.py']
-model = dict(backbone=dict(
-    model_name='pacavit_small_p2cconv_49_100', num_clusters=(200, 200, 200, 200),
-    init_cfg=dict(checkpoint='pretrained/IMNET_224_pacavit_small_p2cconv_49_100.pth')))
