@@ -136,6 +136,13 @@ OPTIONS: list[tuple[str, object, object, str]] = [
     ("eval", bool, False, "only evaluate (--pretrained or --resume) and exit"),
     ("throughput", bool, False, "only measure inference throughput and exit"),
     ("save_freq", int, 0, "also keep checkpoint-<epoch>.pth every N epochs (0 = off)"),
+    ("save_every_steps", int, 0, "also write recovery.pth every N optimizer updates within an epoch (timm's "
+     "recovery_interval; 0 = off): --resume auto continues from it mid-epoch"),
+    ("nonfinite", str, "skip", "a non-finite loss or gradient norm: skip that update and count it (the run stops "
+     "after nonfinite_limit in a row), or stop at the first"),
+    ("nonfinite_limit", int, 5, "with nonfinite skip: stop after this many non-finite updates in a row"),
+    ("bad_images", str, "skip", "an unreadable image file in the data: skip it with a warning and a count "
+     "(training: the next image takes its place; evaluation: it is left out), or stop naming it"),
     ("checkpoint_hist", int, 0, "keep the N best epochs' checkpoints (checkpoint-<epoch>.pth, by the eval metric; "
      "checkpoint.pth is always the last)"),
     ("tensorboard", bool, False, "write TensorBoard scalars to <output_dir>/tb"),
@@ -370,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 _CHOICES = {"amp_dtype": ("float16", "bfloat16"), "clip_mode": ("norm", "value", "agc"),
-            "lr_base_scale": ("linear", "sqrt")}
+            "lr_base_scale": ("linear", "sqrt"), "nonfinite": ("skip", "stop"), "bad_images": ("skip", "stop")}
 
 
 def _check_merged(merged: dict, origin):
@@ -387,15 +394,21 @@ def _check_merged(merged: dict, origin):
         raise ConfigError("no model given: set `model` in the --config YAML or pass --model")
     if merged["mesa"] and not merged["model_ema"]:
         raise ConfigError(f"{origin('mesa')}: mesa > 0 distils from the EMA model: it needs model_ema: true")
-    for key in ("accum_iter", "batch_size", "epochs"):
+    for key in ("accum_iter", "batch_size", "epochs", "nonfinite_limit"):
         if merged[key] < 1:
             raise ConfigError(f"{origin(key)} must be >= 1, got {merged[key]}")
     for key, package in (("log_wandb", "wandb"), ("tensorboard", "tensorboard")):
         if merged[key] and importlib.util.find_spec(package) is None:
             raise ConfigError(f"{origin(key)} needs the `{package}` package (pip install {package})")
-    for key in ("aug_repeats", "checkpoint_hist", "save_freq"):
+    for key in ("aug_repeats", "checkpoint_hist", "save_freq", "save_every_steps"):
         if merged[key] < 0:
             raise ConfigError(f"{origin(key)} must be >= 0, got {merged[key]}")
+    if merged["std"] is not None and min(merged["std"]) <= 0:  # the input would be inf / NaN
+        raise ConfigError(f"{origin('std')} must be > 0 per channel (inputs are divided by it), got {merged['std']}")
+    if merged["save_every_steps"] and merged["use_multi_epochs_loader"]:
+        raise ConfigError(f"{origin('save_every_steps')}: a mid-epoch resume skips the batches already done, which "
+                          f"timm's MultiEpochsDataLoader cannot (it reads ahead into the next epoch): drop "
+                          f"use_multi_epochs_loader")
 
 
 def save_args_yaml(args: argparse.Namespace, path: str | os.PathLike):

@@ -3,20 +3,26 @@ and loaders (plain, or timm's prefetcher / multi-epoch loader as timm's train.py
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import pathlib
 
 from timm.data import FastCollateMixup, Mixup, create_dataset, create_transform, resolve_data_config
 from timm.data.distributed_sampler import RepeatAugSampler
 from timm.data.loader import MultiEpochsDataLoader, PrefetchLoader, fast_collate
-from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
 
 from classification.config import ConfigError
+from classification.image_files import CheckedImages
 from classification.utils import barrier
 
 _STREAMING = ("hfids/", "tfds/", "wds/")
 
 
 # ---------------------------------------------------------------------------------------------- datasets
+class DataError(ValueError):
+    """A dataset that cannot be trained or evaluated on as it is; the message names the folder or file."""
+
+
 def dataset_root(args, rank: int, need_train: bool = True) -> pathlib.Path:
     """The embedded dataset (generated once, by rank 0 first) without data_path; else data_path, checked."""
     if args.data_path is None:
@@ -52,12 +58,27 @@ def build_datasets(args, root, need_train: bool):
     kwargs = dict(root=str(root), class_map=args.class_map)
     if args.class_map and not pathlib.Path(args.class_map).is_file():
         raise FileNotFoundError(f"--class-map {args.class_map}: file not found")
-    val = create_dataset(name, split=args.val_split, is_training=False, **kwargs)
-    train = create_dataset(name, split=args.train_split, is_training=True, **kwargs) if need_train else None
+    val = _create(name, root, args.val_split, False, kwargs)
+    train = _create(name, root, args.train_split, True, kwargs) if need_train else None
     if train is not None and class_to_idx(train) != class_to_idx(val):
-        raise ValueError(f"{root}: {args.train_split} and {args.val_split} have different classes "
-                         f"({len(class_to_idx(train))} vs {len(class_to_idx(val))})")
+        raise DataError(f"{root}: {args.train_split} and {args.val_split} have different classes "
+                        f"({len(class_to_idx(train))} vs {len(class_to_idx(val))})")
+    classes = class_to_idx(val)
+    if args.num_classes is None and len(classes) == 1:
+        raise DataError(f"{root / args.val_split}: {len(classes)} class ({sorted(classes)}): a classifier needs at "
+                        f"least 2, one subfolder per class ({args.val_split}/<class>/<image>)")
     return train, val
+
+
+def _create(name: str, root, split: str, is_training: bool, kwargs: dict):
+    """timm's create_dataset; an empty or unreadable split is a DataError naming it."""
+    try:
+        dataset = create_dataset(name, split=split, is_training=is_training, **kwargs)
+    except RuntimeError as err:  # timm: "Found 0 images in subfolders of ..."
+        raise DataError(f"{pathlib.Path(root) / split}: no usable images: {err}") from err
+    if len(dataset) == 0:
+        raise DataError(f"{pathlib.Path(root) / split}: no images")
+    return dataset
 
 
 def class_to_idx(dataset) -> dict:
@@ -124,6 +145,27 @@ def mixup_args(args, num_classes: int) -> dict | None:
                 label_smoothing=args.smoothing, num_classes=num_classes)
 
 
+class SkippableSampler(Sampler):
+    """A training sampler whose next pass can start after the samples a resumed epoch has already done
+    (`skip_next(n)`); its length stays the whole epoch's, as the loop counts batches from the epoch's start."""
+
+    def __init__(self, inner):
+        self.inner, self._skip = inner, 0
+
+    def set_epoch(self, epoch: int):
+        self.inner.set_epoch(epoch)
+
+    def skip_next(self, n: int):
+        self._skip = n
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        return itertools.islice(iter(self.inner), skip, None)
+
+    def __len__(self):
+        return len(self.inner)
+
+
 def _loader(args, dataset, sampler, batch_size, collate_fn, drop_last, multi_epoch=False):
     loader_class = MultiEpochsDataLoader if multi_epoch else DataLoader
     return loader_class(dataset, sampler=sampler, batch_size=batch_size, num_workers=args.num_workers,
@@ -139,12 +181,15 @@ def build_loaders(args, cfg: dict, train, val, rank: int, world: int, device, nu
     collate = (FastCollateMixup(**mix) if mix else fast_collate) if args.prefetcher else None
     loaders = {}
     if train is not None:
-        loaders["train"] = _loader(args, train, train_sampler(args, train, rank, world), args.batch_size, collate,
-                                   drop_last=True, multi_epoch=args.use_multi_epochs_loader)
+        sampler = SkippableSampler(train_sampler(args, train, rank, world))
+        checked = CheckedImages(train, args.bad_images, train=True, split=args.train_split)
+        loaders["train"] = _loader(args, checked, sampler, args.batch_size, collate, drop_last=True,
+                                   multi_epoch=args.use_multi_epochs_loader)
         if len(loaders["train"]) == 0:
-            raise ValueError(f"training set of {len(train)} images gives no full batch of {args.batch_size} "
-                             f"per process x {world} processes; lower --batch-size")
-    loaders["val"] = _loader(args, val, eval_sampler(args, val, rank, world), args.eval_batch_size or args.batch_size,
+            raise DataError(f"training set of {len(train)} images gives no full batch of {args.batch_size} "
+                            f"per process x {world} processes; lower --batch-size")
+    checked = CheckedImages(val, args.bad_images, train=False, split=args.val_split)
+    loaders["val"] = _loader(args, checked, eval_sampler(args, val, rank, world), args.eval_batch_size or args.batch_size,
                              fast_collate if args.prefetcher else None, drop_last=False)
     if args.prefetcher:
         re = dict(re_prob=args.reprob if not args.no_aug else 0.0, re_mode=args.remode, re_count=args.recount)

@@ -1,19 +1,23 @@
-"""Train and evaluation loops: AMP, gradient accumulation and clipping, lr stepping, EMA, MESA."""
+"""Train and evaluation loops: AMP, gradient accumulation and clipping, lr stepping, EMA, MESA, the non-finite
+guard, mid-epoch continuation (EpochState) and a stop between updates."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 from timm.utils import dispatch_clip_grad
 
+from .nonfinite import NonFiniteGuard, UpdateEvent
 from .optimization import ema_step
-from .utils import all_reduce_sum
+from .utils import all_reduce_sum, set_rng_state
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None):
@@ -43,46 +47,115 @@ class Progress:
               flush=True)
 
 
+@dataclass
+class EpochState:
+    """This process's progress through an epoch: what a mid-epoch checkpoint stores to continue it exactly."""
+
+    batches: int = 0  # batches done
+    updates: int = 0  # update slots done, skipped ones included (the schedule steps through them)
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient (or by the GradScaler)
+    loss: float = 0.0  # sum of loss x samples over the updates taken
+    samples: float = 0.0
+    lr: float = 0.0  # sum of the lr of the updates taken
+
+
+@dataclass
+class EpochStart:
+    """Where a resumed epoch continues: this process's EpochState and RNG state at a mid-epoch checkpoint."""
+
+    state: EpochState
+    rng: dict
+
+
+@dataclass
+class _Window:
+    """The micro-batches of the update in progress on this process."""
+
+    loss: float = 0.0  # sum of loss x samples
+    samples: float = 0.0
+    last: float = 0.0  # the last loss, or the first non-finite one
+    bad: bool = False
+    input_finite: bool | None = None
+
+    def add(self, loss_value: float, samples: torch.Tensor):
+        bs = samples.shape[0]
+        self.loss, self.samples = self.loss + loss_value * bs, self.samples + bs
+        if not self.bad:
+            self.last = loss_value
+        if not self.bad and not math.isfinite(loss_value):  # look at the input only then: it costs a pass
+            self.bad, self.input_finite = True, bool(torch.isfinite(samples).all())
+
+
 def train_one_epoch(model, criterion, loader, optimizer, stepper, scaler, device, epoch, args, *,
                     amp_dtype=None, model_ema=None, mixup_fn=None, mesa_on=False, updates_per_epoch: int,
-                    rank: int = 0, world: int = 1, step_log=None, writer=None):
-    """One epoch. Returns {'lr': epoch-mean lr of the updates, 'loss': global mean loss per sample}."""
+                    rank: int = 0, world: int = 1, step_log=None, writer=None, guard: NonFiniteGuard | None = None,
+                    start: EpochStart | None = None, on_update=None, stop_requested=None):
+    """One epoch, or its rest from `start` (the loader's sampler already skips the batches done).
+    `on_update(state, stop)` runs after every update and returns whether to stop the epoch there; `stop` is
+    `stop_requested()` of any process. Returns {'lr': mean lr of the updates taken, 'loss': global mean loss
+    per sample, 'skipped': updates skipped, 'stopped': whether on_update stopped it, 'state': EpochState}."""
     model.train()
-    accum, num_batches = args.accum_iter, len(loader)
+    guard = guard or NonFiniteGuard(args.nonfinite, args.nonfinite_limit, rank)
+    state = dataclasses.replace(start.state) if start else EpochState()
+    num_batches = len(loader)
     progress = Progress(f"Epoch: [{epoch}]", num_batches, args.print_freq, rank == 0)
-    totals = {"loss": 0.0, "n": 0.0, "lr": 0.0, "updates": 0}
-    window = [0.0, 0.0]  # loss x samples and samples of the current update (all micro-batches), for step_log
+    window, stopped = _Window(), False
     optimizer.zero_grad(set_to_none=True)
-    for i, (samples, targets) in enumerate(loader):
-        samples = samples.to(device, non_blocking=True)  # already there with the prefetcher
-        targets = targets.to(device, non_blocking=True)
-        if args.channels_last:
-            samples = samples.contiguous(memory_format=torch.channels_last)
-        if mixup_fn is not None:
-            samples, targets = mixup_fn(samples, targets)
-        is_update = (i + 1) % accum == 0 or i + 1 == num_batches
+    batches = iter(loader)
+    if start is not None:
+        set_rng_state(start.rng)  # after the iterator drew its base seed, as the uninterrupted epoch did then
+    for i, (samples, targets) in enumerate(batches, start=state.batches):
+        samples, targets = _to_device(samples, targets, device, args, mixup_fn)
+        is_update = (i + 1) % args.accum_iter == 0 or i + 1 == num_batches
         loss_value = _forward_backward(model, criterion, samples, targets, scaler, args, amp_dtype, device,
                                        model_ema if mesa_on else None, sync=is_update)
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, iteration {i}; stopping")
-        bs = samples.shape[0]
-        totals["loss"] += loss_value * bs
-        totals["n"] += bs
-        window = [window[0] + loss_value * bs, window[1] + bs]
+        window.add(loss_value, samples)
+        state.batches = i + 1
         if is_update:
-            num_updates = epoch * updates_per_epoch + totals["updates"] + 1
-            lr = _optimizer_step(model, optimizer, scaler, args)
-            totals["lr"] += lr
-            totals["updates"] += 1
-            if model_ema is not None:
-                model_ema.update(getattr(model, "module", model), step=ema_step(args, num_updates))  # unwrap DDP
-            stepper.after_update(num_updates)
-            _log_update(step_log, writer, window, epoch, num_updates, lr, loss_value, device, rank)
-            window = [0.0, 0.0]
-        progress.step(i, bs * world, loss=loss_value, loss_avg=totals["loss"] / totals["n"],
+            where = f"epoch {epoch}, step {i + 1}/{num_batches} (update {epoch * updates_per_epoch + state.updates + 1})"
+            stop, lr = _update(model, optimizer, scaler, stepper, args, guard, model_ema, state, window, where,
+                               epoch * updates_per_epoch, device, world, stop_requested)
+            _log_update(step_log, writer, window, epoch, epoch * updates_per_epoch + state.updates, lr, device, rank)
+            window = _Window()
+            stopped = on_update(state, stop) if on_update is not None else stop
+        progress.step(i, samples.shape[0] * world, loss=loss_value, loss_avg=state.loss / max(state.samples, 1),
                       lr=optimizer.param_groups[0]["lr"])
-    tot_loss, tot_n = all_reduce_sum([totals["loss"], totals["n"]], device)
-    return {"lr": totals["lr"] / max(totals["updates"], 1), "loss": tot_loss / max(tot_n, 1)}
+        if stopped:
+            break
+    tot_loss, tot_n = all_reduce_sum([state.loss, state.samples], device)
+    return {"lr": state.lr / max(state.updates - state.skipped, 1), "loss": tot_loss / max(tot_n, 1),
+            "skipped": state.skipped, "stopped": stopped, "state": state}
+
+
+def _to_device(samples, targets, device, args, mixup_fn):
+    samples = samples.to(device, non_blocking=True)  # already there with the prefetcher
+    targets = targets.to(device, non_blocking=True)
+    if args.channels_last:
+        samples = samples.contiguous(memory_format=torch.channels_last)
+    if mixup_fn is not None:
+        samples, targets = mixup_fn(samples, targets)
+    return samples, targets
+
+
+def _update(model, optimizer, scaler, stepper, args, guard, model_ema, state: EpochState, window: _Window,
+            where: str, epoch_base: int, device, world: int, stop_requested) -> tuple[bool, float]:
+    """The end of an update: the processes agree on a non-finite loss and on a stop request (one collective),
+    the guard's verdict, the optimizer step (or the skip), EMA, schedule and the epoch sums. Returns (the
+    agreed stop request, the lr of this update)."""
+    bad, stop = all_reduce_sum([float(window.bad), float(bool(stop_requested and stop_requested()))], device)
+    event = UpdateEvent(where, window.last, int(bad), world, window.input_finite)
+    lr = optimizer.param_groups[0]["lr"]
+    taken = _optimizer_step(model, optimizer, scaler, args, guard, event)
+    num_updates = epoch_base + state.updates + 1
+    if taken:
+        state.loss, state.samples, state.lr = state.loss + window.loss, state.samples + window.samples, state.lr + lr
+        if model_ema is not None:
+            model_ema.update(getattr(model, "module", model), step=ema_step(args, num_updates))  # unwrap DDP
+    else:
+        state.skipped += 1
+    state.updates += 1
+    stepper.after_update(num_updates)  # skipped updates keep their slot in the schedule
+    return stop > 0, lr
 
 
 def _forward_backward(model, criterion, samples, targets, scaler, args, amp_dtype, device, teacher, sync: bool):
@@ -105,29 +178,41 @@ def _forward_backward(model, criterion, samples, targets, scaler, args, amp_dtyp
     return loss.item()
 
 
-def _optimizer_step(model, optimizer, scaler, args) -> float:
-    """Clip (after unscaling) and step; returns the lr this update used."""
-    if scaler is not None and args.clip_grad is not None:
-        scaler.unscale_(optimizer)
-    if args.clip_grad is not None:
-        dispatch_clip_grad(model.parameters(), args.clip_grad, mode=args.clip_mode)
+def _optimizer_step(model, optimizer, scaler, args, guard: NonFiniteGuard, event: UpdateEvent) -> bool:
+    """Unscale, the guard's verdict on the loss and gradient norm, clip and step. Returns whether the weights
+    were updated (a skipped update leaves weights and optimizer state as they were)."""
     if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
+        scaler.unscale_(optimizer)
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    verdict = guard.verdict(event, norm.item(), model, scaler)
+    if verdict == "step" and args.clip_grad is not None:
+        if args.clip_mode == "norm":  # what timm's dispatch_clip_grad does, reusing the norm
+            torch.nn.utils.clip_grads_with_norm_(params, args.clip_grad, norm)
+        else:
+            dispatch_clip_grad(params, args.clip_grad, mode=args.clip_mode)
+    if scaler is not None:
+        if verdict != "skip":
+            scaler.step(optimizer)  # skips by itself on an overflow
+        scaler.update()  # after an overflow or a skip: a lower scale
+        if verdict == "scaler":
+            guard.after_scaler(event, scaler.get_scale(), model)
+    elif verdict == "step":
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return optimizer.param_groups[0]["lr"]
+    return verdict == "step"
 
 
-def _log_update(step_log, writer, window, epoch, num_updates, lr, loss_value, device, rank):
+def _log_update(step_log, writer, window: _Window, epoch, num_updates, lr, device, rank):
+    """steps.jsonl (the global loss of the update: null when skipped) and TensorBoard."""
     if step_log is not None:
-        tot_loss, tot_n = all_reduce_sum(window, device)
+        tot_loss, tot_n = all_reduce_sum([window.loss, window.samples], device)
+        loss = tot_loss / tot_n if math.isfinite(tot_loss) else None
         if rank == 0:
-            step_log.write(json.dumps({"epoch": epoch, "update": num_updates, "lr": lr, "loss": tot_loss / tot_n}) + "\n")
+            step_log.write(json.dumps({"epoch": epoch, "update": num_updates, "lr": lr, "loss": loss}) + "\n")
             step_log.flush()
     if writer is not None and rank == 0:
-        writer.add_scalar("train/loss_step", loss_value, num_updates)
+        writer.add_scalar("train/loss_step", window.last, num_updates)
         writer.add_scalar("train/lr_step", lr, num_updates)
 
 
@@ -151,9 +236,11 @@ def evaluate(model, loader, device, *, amp_dtype=None, num_classes: int, distrib
         output = output.float()
         if on_output is not None:
             on_output(output)
+        if bool((targets < 0).any()):  # stand-ins for unreadable images (classification/image_files.py)
+            output, targets = output[targets >= 0], targets[targets >= 0]
         loss = F.cross_entropy(output, targets, reduction="sum")
         correct = output.topk(k5, dim=1).indices.eq(targets[:, None])  # exact counts, not rounded percents
-        bs = images.shape[0]
+        bs = targets.shape[0]
         loss_sum += loss.item()
         c1 += correct[:, 0].sum().item()
         c5 += correct.sum().item()

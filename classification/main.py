@@ -32,13 +32,24 @@ from classification import checkpoints as ckpts
 from classification import data as cls_data
 from classification.config import ConfigError, parse_args
 from classification.engine import evaluate, throughput, train_one_epoch
+from classification.image_files import BadImageError
+from classification.nonfinite import NonFiniteError, NonFiniteGuard
 from classification.optimization import (Stepper, build_ema, build_optimizer, build_scheduler, ema_decay,
                                          scaled_lrs)
+from classification.output_lock import OutputDirBusy, OutputLock
+from classification.recovery import ResumePoint, describe_start, resume, save_mid_epoch
 from classification.run_logs import RunLogs
-from classification.utils import barrier, cleanup_distributed, gather_rng_states, init_distributed
+from classification.stopping import StopSignals, agreed
+from classification.utils import (CheckpointError, barrier, check_readable, cleanup_distributed, gather_objects,
+                                  init_distributed)
+
+# what a user did or met (a config, a file, the data, a diverging run): one line, no traceback
+USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError, models.CheckpointMismatchError, cls_data.DataError,
+               BadImageError, NonFiniteError, OutputDirBusy)
 
 LOG_KEYS = ("epoch", "n_parameters", "train_lr", "train_loss", "test_loss", "test_acc1", "test_acc5",
             "test_ema_loss", "test_ema_acc1", "test_ema_acc5")
+SKIPPED_KEY = "train_skipped_updates"  # logged after the others, only in an epoch with skipped updates
 
 
 @dataclass
@@ -74,6 +85,7 @@ class Training:
     n_parameters: int
     updates_per_epoch: int
     num_epochs: int
+    guard: NonFiniteGuard
 
 
 # ---------------------------------------------------------------------------------------------- entry
@@ -98,6 +110,33 @@ def run(ctx: Context) -> dict:
         torch.backends.cudnn.benchmark = True
     if args.throughput:
         return run_throughput(ctx)
+    if args.eval:
+        _, _, model, loaders, _, num_classes = build_data_and_model(ctx)
+        return run_eval(ctx, model, loaders["val"], num_classes)
+    lock = hold_output_dir(ctx)
+    try:
+        with StopSignals(ctx.rank) as signals:
+            return run_training(ctx, signals)
+    finally:
+        lock.release()
+
+
+def hold_output_dir(ctx: Context) -> OutputLock:
+    """Rank 0 locks the output folder; every process learns whether that failed (no process starts training)."""
+    lock, error = OutputLock(ctx.args.output_dir), None
+    if ctx.is_main:
+        try:
+            lock.acquire()
+        except OutputDirBusy as err:
+            error = err
+    if agreed(error is not None, ctx.device):
+        raise error or OutputDirBusy(f"output folder {ctx.args.output_dir} is in use by another run (see rank 0)")
+    return lock
+
+
+def build_data_and_model(ctx: Context):
+    """(data root, train set, model, {'train', 'val'} loaders, mixup_fn, num_classes)."""
+    args = ctx.args
     root = cls_data.dataset_root(args, ctx.rank, need_train=not args.eval)
     train_set, val_set = cls_data.build_datasets(args, root, need_train=not args.eval)
     num_classes = cls_data.num_classes_of(args, val_set)
@@ -107,15 +146,20 @@ def run(ctx: Context) -> dict:
     random_seed(args.seed, ctx.rank)  # data order is from the sampler's seed; augmentation differs per process
     loaders, mixup_fn = cls_data.build_loaders(args, cfg, train_set, val_set, ctx.rank, ctx.world, ctx.device,
                                                num_classes)
-    if args.eval:
-        return run_eval(ctx, model, loaders["val"], num_classes)
-    tr = build_training(ctx, model, loaders, mixup_fn, num_classes)
-    if ctx.is_main:
+    if ctx.is_main and not args.eval:
         print(f"{len(train_set)} train / {len(val_set)} val images, {num_classes} classes; data config "
               f"{json.dumps({k: cfg[k] for k in ('mean', 'std', 'crop_pct', 'interpolation')})}", flush=True)
-    start_epoch, best, hist = resume(ctx, tr)
+    return root, train_set, model, loaders, mixup_fn, num_classes
+
+
+def run_training(ctx: Context, signals: StopSignals) -> dict:
+    root, _, model, loaders, mixup_fn, num_classes = build_data_and_model(ctx)
+    tr = build_training(ctx, model, loaders, mixup_fn, num_classes)
+    point = resume(ctx, tr)
     tr.train_model = wrap_for_training(ctx, tr.model)
-    return train_loop(ctx, tr, root, start_epoch, best, hist)
+    if point.buffers is not None:
+        ckpts.restore_buffers(tr, point.buffers, point.path)
+    return train_loop(ctx, tr, root, point, signals)
 
 
 def run_throughput(ctx: Context) -> dict:
@@ -138,8 +182,7 @@ def build_model(args, num_classes: int | None) -> nn.Module:
     if args.drop_path is not None:
         kwargs["drop_path_rate"] = args.drop_path
     if args.pretrained:
-        if not os.path.isfile(args.pretrained):
-            raise FileNotFoundError(f"--pretrained {args.pretrained}: file not found")
+        check_readable(args.pretrained, "--pretrained")
         overlay = dict(file=os.path.abspath(args.pretrained))
         if args.checkpoint_key:
             overlay["checkpoint_key"] = args.checkpoint_key
@@ -171,9 +214,27 @@ def prepare_model(ctx: Context, model: nn.Module) -> nn.Module:
             raise ConfigError(f"--grad-checkpointing: {args.model} has no set_grad_checkpointing()")
         model.set_grad_checkpointing(True)
     model.to(ctx.device)
+    check_input_size(args, model, ctx.device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     return model
+
+
+@torch.no_grad()
+def check_input_size(args, model: nn.Module, device):
+    """One eval forward of a black 3-channel input_size image (what the data gives): an input the model cannot
+    take (too small, a model built for other channels) is a ConfigError now, not a traceback at the first
+    batch. No RNG is drawn (eval mode) and no BatchNorm statistic changes."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, args.input_size, args.input_size, device=device))
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(f"--input-size {args.input_size}: {args.model}"
+                          f"{' with --model-kwargs ' + str(args.model_kwargs) if args.model_kwargs else ''} cannot "
+                          f"take a 3-channel {args.input_size}x{args.input_size} image: {err}") from err
+    finally:
+        model.train(was_training)
 
 
 def wrap_for_training(ctx: Context, model: nn.Module) -> nn.Module:
@@ -232,67 +293,105 @@ def build_training(ctx: Context, model, loaders, mixup_fn, num_classes) -> Train
               + (f"; EMA decay {ema_decay(args, global_batch):.8f}" if model_ema is not None else ""), flush=True)
     return Training(model, model, model_ema, optimizer, scheduler, Stepper(scheduler, args, updates_per_epoch),
                     scaler, amp_dtype, criterion, mixup_fn, loaders, num_classes, n_parameters, updates_per_epoch,
-                    num_epochs)
-
-
-def resume(ctx: Context, tr: Training) -> tuple[int, dict, list]:
-    """(start epoch, best, checkpoint history): from --resume, overridden by --start-epoch; the schedule is
-    positioned at the start epoch."""
-    args = ctx.args
-    start_epoch, hist = 0, []
-    best = {"metric": "test_ema_acc1" if tr.model_ema is not None else "test_acc1", "value": -1.0, "epoch": -1}
-    path = ckpts.resolve_resume(args) if args.resume else None
-    if path:
-        ckpt = ckpts.load_weights(path, tr.model, tr.model_ema, strict_ema=True)
-        start_epoch, best, hist = ckpts.restore_training(args, tr, ckpt, path, ctx.rank, ctx.world)
-        if ctx.is_main:
-            print(f"resumed from {path} (epoch {ckpt['epoch']} done"
-                  f"{'; weights only: --no-resume-opt' if args.no_resume_opt else ''})", flush=True)
-    if args.start_epoch is not None:
-        start_epoch = args.start_epoch
-    if not path or args.no_resume_opt or args.start_epoch is not None:
-        tr.stepper.seek(start_epoch)  # a restored optimizer and schedule are already there
-    return start_epoch, best, hist
+                    num_epochs, NonFiniteGuard(args.nonfinite, args.nonfinite_limit, ctx.rank))
 
 
 # ---------------------------------------------------------------------------------------------- loop
-def train_loop(ctx: Context, tr: Training, root, start_epoch: int, best: dict, hist: list) -> dict:
+def train_loop(ctx: Context, tr: Training, root, point: ResumePoint, signals: StopSignals) -> dict:
+    """The epochs from `point`; stops early, with a checkpoint, when a stop signal arrives."""
     args = ctx.args
     end_epoch = tr.num_epochs
     if args.max_epochs_this_run is not None:
-        end_epoch = min(end_epoch, start_epoch + args.max_epochs_this_run)
-    mesa_start = int(args.mesa_start_ratio * tr.num_epochs)
-    logs = RunLogs(args, ctx.rank, ctx.world, ctx.device, root, start_epoch)
-    start, log_stats = time.time(), {}
+        end_epoch = min(end_epoch, point.epoch + args.max_epochs_this_run)
+    logs = RunLogs(args, ctx.rank, ctx.world, ctx.device, root, point.epoch, point.done_updates(tr.updates_per_epoch),
+                   continuing=point.path is not None or point.epoch > 0)
+    if ctx.is_main and point.path:
+        print(describe_start(ctx, point, len(tr.loaders["train"]), logs.redone_updates), flush=True)
+    start, log_stats, best, hist, stopped = time.time(), {}, point.best, point.hist, None
     try:
-        for epoch in range(start_epoch, end_epoch):
-            sampler = getattr(tr.loaders["train"], "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            train_stats = train_one_epoch(
-                tr.train_model, tr.criterion, tr.loaders["train"], tr.optimizer, tr.stepper, tr.scaler, ctx.device,
-                epoch, args, amp_dtype=tr.amp_dtype, model_ema=tr.model_ema, mixup_fn=tr.mixup_fn,
-                mesa_on=args.mesa > 0 and epoch >= mesa_start, updates_per_epoch=tr.updates_per_epoch,
-                rank=ctx.rank, world=ctx.world, step_log=logs.step_log(), writer=logs.writer)
-            test_stats = evaluate_all(ctx, tr.model, tr.model_ema, tr.loaders["val"], tr.num_classes, tr.amp_dtype)
-            log_stats = {"epoch": epoch, "n_parameters": tr.n_parameters, "train_lr": train_stats["lr"],
-                         "train_loss": train_stats["loss"], **test_stats}
-            tr.stepper.after_epoch(epoch, log_stats[best["metric"]])  # before the save: it holds the next lr
-            best, hist = end_of_epoch(ctx, tr, logs, log_stats, best, hist)
-            if ctx.is_main:
-                print(f"epoch {epoch}: {best['metric']} {log_stats[best['metric']]:.2f} (best {best['value']:.2f} "
-                      f"at epoch {best['epoch']}); {time.time() - start:.0f}s elapsed", flush=True)
-            barrier()
+        for epoch in range(point.epoch, end_epoch):
+            train_stats = train_epoch(ctx, tr, logs, epoch, point.partial if epoch == point.epoch else None,
+                                      best, hist, signals)
+            if train_stats["stopped"]:
+                stopped = (epoch, train_stats["state"])
+                break
+            log_stats, best, hist = finish_epoch(ctx, tr, logs, epoch, train_stats, best, hist, start)
+            if agreed(signals.requested(), ctx.device):
+                stopped = (epoch + 1, None)
+                break
     finally:
         logs.close()
     if ctx.is_main:
-        print(f"training time {time.time() - start:.0f}s; best {best['metric']} {best['value']:.2f} "
-              f"(epoch {best['epoch']}); output in {args.output_dir}", flush=True)
-    return {"last": log_stats, "best": best}
+        print(end_message(ctx, tr, signals, stopped, best, time.time() - start), flush=True)
+    return {"last": log_stats, "best": best, "stopped": stopped is not None}
+
+
+def train_epoch(ctx: Context, tr: Training, logs: RunLogs, epoch: int, partial, best: dict, hist: list,
+                signals: StopSignals) -> dict:
+    """One epoch's training (or its rest after a mid-epoch resume), with the recovery points in it."""
+    args = ctx.args
+    sampler = getattr(tr.loaders["train"], "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    if partial is not None:
+        sampler.skip_next(partial.state.batches * args.batch_size)
+    num_batches = len(tr.loaders["train"])
+
+    def on_update(state, stop: bool) -> bool:
+        updates = epoch * tr.updates_per_epoch + state.updates
+        periodic = args.save_every_steps and updates % args.save_every_steps == 0 and state.batches < num_batches
+        if (stop or periodic) and not args.use_multi_epochs_loader:  # that loader cannot skip batches
+            save_mid_epoch(ctx, tr, epoch, state, best, hist)
+        return stop
+
+    mesa_start = int(args.mesa_start_ratio * tr.num_epochs)
+    return train_one_epoch(
+        tr.train_model, tr.criterion, tr.loaders["train"], tr.optimizer, tr.stepper, tr.scaler, ctx.device,
+        epoch, args, amp_dtype=tr.amp_dtype, model_ema=tr.model_ema, mixup_fn=tr.mixup_fn,
+        mesa_on=args.mesa > 0 and epoch >= mesa_start, updates_per_epoch=tr.updates_per_epoch, rank=ctx.rank,
+        world=ctx.world, step_log=logs.step_log(), writer=logs.writer, guard=tr.guard, start=partial,
+        on_update=on_update, stop_requested=signals.requested)
+
+
+def finish_epoch(ctx: Context, tr: Training, logs: RunLogs, epoch: int, train_stats: dict, best: dict, hist: list,
+                 start: float):
+    """Evaluation, the schedule's epoch step, saves and logs after an epoch. Returns (log stats, best, hist)."""
+    test_stats = evaluate_all(ctx, tr.model, tr.model_ema, tr.loaders["val"], tr.num_classes, tr.amp_dtype)
+    report_unreadable(ctx, tr.loaders)
+    log_stats = {"epoch": epoch, "n_parameters": tr.n_parameters, "train_lr": train_stats["lr"],
+                 "train_loss": train_stats["loss"], **test_stats}
+    if train_stats["skipped"]:
+        log_stats[SKIPPED_KEY] = train_stats["skipped"]
+    tr.stepper.after_epoch(epoch, log_stats[best["metric"]])  # before the save: it holds the next lr
+    best, hist = end_of_epoch(ctx, tr, logs, log_stats, best, hist)
+    if ctx.is_main:
+        print(f"epoch {epoch}: {best['metric']} {log_stats[best['metric']]:.2f} (best {best['value']:.2f} "
+              f"at epoch {best['epoch']}); {time.time() - start:.0f}s elapsed", flush=True)
+    barrier()
+    return log_stats, best, hist
+
+
+def end_message(ctx: Context, tr: Training, signals: StopSignals, stopped, best: dict, seconds: float) -> str:
+    args = ctx.args
+    done = (f"training time {seconds:.0f}s; best {best['metric']} {best['value']:.2f} (epoch {best['epoch']}); "
+            f"output in {args.output_dir}")
+    if stopped is None:
+        return done
+    epoch, state = stopped
+    if state is None:
+        where = f"after epoch {epoch - 1}: checkpoint.pth holds it"
+    elif args.use_multi_epochs_loader:
+        where = (f"in epoch {epoch}, whose progress is not saved (the multi-epoch loader cannot skip batches): "
+                 f"it restarts from checkpoint.pth")
+    else:
+        where = f"in epoch {epoch} after update {state.updates}/{tr.updates_per_epoch}: recovery.pth holds it"
+    return f"stopped by {signals.received} {where}; continue with --resume auto. {done}"
 
 
 def end_of_epoch(ctx: Context, tr: Training, logs: RunLogs, log_stats: dict, best: dict, hist: list):
-    """Best metric, checkpoint history, the saves and the logs of one epoch. Returns (best, history)."""
+    """Best metric, checkpoint history, the logs and the saves of one epoch. Returns (best, history). The log
+    line goes first: a kill during the saves leaves the log ahead of checkpoint.pth, never behind, and the
+    resume cuts it back."""
     args, epoch = ctx.args, log_stats["epoch"]
     value = log_stats[best["metric"]]
     is_best = value > best["value"]
@@ -301,13 +400,22 @@ def end_of_epoch(ctx: Context, tr: Training, logs: RunLogs, log_stats: dict, bes
     evicted = []
     if args.checkpoint_hist:
         hist, evicted = ckpts.updated_history(hist, epoch, value, args.checkpoint_hist)
-    rng = gather_rng_states()  # a collective: every process takes part
+    procs = gather_objects(ckpts.process_state(tr))  # a collective: every process takes part
     if ctx.is_main:
-        state = ckpts.training_state(args, tr, epoch, best, hist, rng)
+        logs.epoch({k: log_stats[k] for k in (*LOG_KEYS, SKIPPED_KEY) if k in log_stats})
+        state = ckpts.training_state(args, tr, epoch, best, hist, procs)
         test_stats = {k: v for k, v in log_stats.items() if k.startswith("test_")}
         ckpts.save_epoch(args, pathlib.Path(args.output_dir), state, epoch, is_best, test_stats, evicted)
-        logs.epoch({k: log_stats[k] for k in LOG_KEYS if k in log_stats})
     return best, hist
+
+
+def report_unreadable(ctx: Context, loaders: dict):
+    """The count of unreadable image files skipped so far (collectives: every process takes part)."""
+    for split, loader in loaders.items():
+        names = loader.dataset.unreadable(ctx.device)
+        if names and ctx.is_main:
+            print(f"warning: {len(names)} unreadable image file(s) skipped in the {split} split so far: "
+                  f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -338,7 +446,7 @@ def run_eval(ctx: Context, model, loader, num_classes: int) -> dict:
         if path is None:
             raise FileNotFoundError(f"--resume auto: no checkpoint.pth in {args.output_dir}")
         model_ema = build_ema(args, model, 1) if args.model_ema else None
-        ckpt = ckpts.load_weights(path, model, model_ema, strict_ema=False)
+        ckpt = ckpts.load_weights(path, model, model_ema, strict_ema=False, model_name=args.model)
         if ckpt.get("model_ema") is None:
             model_ema = None
     amp_dtype, _ = amp_setup(args, ctx.device, ctx.rank)
@@ -352,6 +460,6 @@ def run_eval(ctx: Context, model, loader, num_classes: int) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -7,6 +7,7 @@ import platform
 import random
 import subprocess
 import sys
+import zipfile
 from contextlib import contextmanager
 
 import numpy as np
@@ -76,9 +77,8 @@ def set_rng_state(state: dict):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def gather_rng_states() -> list[dict]:
-    """Every process's RNG state (list indexed by rank)."""
-    mine = get_rng_state()
+def gather_objects(mine) -> list:
+    """Every process's `mine` (picklable), as a list indexed by rank (a collective when distributed)."""
     if not is_dist():
         return [mine]
     out = [None] * dist.get_world_size()
@@ -87,24 +87,96 @@ def gather_rng_states() -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be written, read or used; the message names the file and the problem."""
+
+
 def save_atomic(obj, path: str):
-    """torch.save into <path>.tmp, fsync, then os.replace: a crash never leaves a truncated `path`."""
+    """torch.save into <path>.tmp, fsync, then os.replace: a crash or a full disk never leaves a truncated
+    `path`, and a failed write leaves the previous `path` as it was (CheckpointError says so)."""
     tmp = f"{path}.tmp"
+    f = None
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as raw:
+            f = _KeepsWriteError(raw)
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
+    except Exception as err:  # ENOSPC / EFBIG / EIO
+        cause = (f and f.error) or err
+        kept = f"the previous {os.path.basename(path)} is intact" if os.path.exists(path) else "no earlier file"
+        raise CheckpointError(f"could not write {path}: {cause} ({_free_space(path)}); {kept}") from err
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+class _KeepsWriteError:
+    """A file for torch.save that remembers the OSError of a failed write: torch's zip writer reports it
+    only as 'unexpected pos ...', without the errno that says 'No space left on device'."""
+
+    def __init__(self, f):
+        self.f, self.name, self.error = f, f.name, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+
+def _free_space(path: str) -> str:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return "free space unknown"
+    return f"{st.f_bavail * st.f_frsize / 2**20:.0f} MiB free on its file system"
+
+
+def unreadable_reason(path: str) -> str | None:
+    """Why `path` cannot be a torch checkpoint, from its size and first / last bytes (cheap: no loading);
+    None when it looks like one (a zip archive with its directory, or a legacy pickle)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        return None if zipfile.is_zipfile(path) else f"truncated or corrupt ({size} bytes; the zip archive has no directory)"
+    if head.startswith(b"\x80"):
+        return None  # a legacy (pre-zip) torch file or a plain pickle: only loading can tell
+    return f"not a PyTorch checkpoint (a torch file is a zip archive or a pickle; this one starts with {head!r})"
+
+
+def check_readable(path: str, what: str):
+    """Raises CheckpointError naming `path` when it cannot be a checkpoint (missing, empty, truncated, other)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path}: file not found")
+    reason = unreadable_reason(path)
+    if reason:
+        raise CheckpointError(f"{what} {path}: {reason}")
+
+
 def load_checkpoint_file(path: str) -> dict:
+    """torch.load(weights_only=True) on the CPU; a file that is no checkpoint, or a truncated one, raises
+    CheckpointError naming it (not a pickle or zip traceback)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        reason = unreadable_reason(path) or "truncated, corrupt or not loadable with torch.load(weights_only=True)"
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a checkpoint or truncated: {reason} ({type(err).__name__}"
+                              f"{': ' + first if first else ''})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint: holds a {type(ckpt).__name__}, not a dict")
+    return ckpt
 
 
 # ---------------------------------------------------------------------------------------------- provenance

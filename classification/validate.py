@@ -32,6 +32,8 @@ import models  # noqa: F401  (registers every backbone with timm)
 from classification import data as cls_data
 from classification.config import DEFAULTS, ConfigError
 from classification.engine import evaluate
+from classification.main import USER_ERRORS
+from classification.utils import check_readable
 
 RESULT_KEYS = ("checkpoint", "model", "top1", "top1_err", "top5", "top5_err", "loss", "param_count", "img_size",
                "crop_pct", "interpolation", "test_time_pool", "real_labels")
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-pool", action="store_true", help="test-time pooling (timm) when img-size > the model's")
     p.add_argument("--results-file", default=None, help="write the results: .csv or .json")
     p.add_argument("--print-freq", type=int, default=50)
+    p.add_argument("--bad-images", default="skip", choices=("skip", "stop"),
+                   help="an unreadable image file: leave it out of the counts with a warning, or stop naming it")
     return p
 
 
@@ -86,10 +90,11 @@ def trainer_args(args) -> argparse.Namespace:
                                  "input_size": args.img_size, "crop_pct": args.crop_pct, "mean": args.mean,
                                  "std": args.std, "eval_interpolation": args.interpolation,
                                  "batch_size": args.batch_size, "num_workers": args.workers, "pin_mem": args.pin_mem,
-                                 "dist_eval": False})
+                                 "dist_eval": False, "bad_images": args.bad_images})
 
 
 def load_model(args, path: str, num_classes: int):
+    check_readable(path, "--checkpoint")  # an empty / truncated / non-torch file named as such
     overlay = dict(file=os.path.abspath(path), num_classes=num_classes)
     key = "model_ema" if args.use_ema else args.checkpoint_key
     if key:
@@ -138,6 +143,9 @@ def validate_one(args, targs, path: str, val, num_classes: int, device) -> dict:
     stats = evaluate(model, loaders["val"], device, amp_dtype=amp_dtype, num_classes=num_classes,
                      distributed_eval=False, print_freq=args.print_freq, channels_last=args.channels_last,
                      header=f"Test {os.path.basename(path)}:", on_output=real.add_result if real else None)
+    skipped = loaders["val"].dataset.unreadable(device)
+    if skipped:
+        print(f"warning: {len(skipped)} unreadable image file(s) left out: {', '.join(skipped[:5])}", flush=True)
     top1, top5 = (real.get_accuracy(1), real.get_accuracy(k5)) if real else (stats["acc1"], stats["acc5"])
     return dict(checkpoint=path, model=args.model, top1=round(top1, 4), top1_err=round(100 - top1, 4),
                 top5=round(top5, 4), top5_err=round(100 - top5, 4), loss=round(stats["loss"], 6),
@@ -182,6 +190,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -155,7 +155,7 @@ def test_short_run_per_family(tmp_path, image_folder, model, size):
     assert np.isfinite(log[0]["train_loss"]) and 0 <= log[0]["test_acc1"] <= 100
     assert res["best"]["metric"] == "test_ema_acc1"
     assert sorted(p.name for p in out.iterdir()) == ["args.yaml", "best.pth", "checkpoint.pth", "log.txt",
-                                                    "provenance.json", "summary.csv"]
+                                                    "provenance.json", "run.lock", "summary.csv"]
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["command"].startswith("python") and prov["torch"] == torch.__version__
 
