@@ -216,7 +216,7 @@ def prepare_model(ctx: Context, model: nn.Module) -> nn.Module:
     model.to(ctx.device)
     check_input_size(args, model, ctx.device)
     if args.channels_last:
-        model.to(memory_format=torch.channels_last)
+        models.to_channels_last(model)
     return model
 
 

@@ -15,6 +15,7 @@ from timm.models import model_entrypoint
 
 from ._checkpoint import (CheckpointMismatchError, FilteredState, FilterFn, drop_classifier, extract_state_dict,
                           load_checkpoint, load_state_dict_checked, read_checkpoint)
+from ._layers import to_channels_last
 from . import mpvit, p2t, pacavit, ppma, spatial_mamba  # noqa: F401  (each family module registers its models with timm)
 
 # Module names of the model families, one file each.
@@ -39,4 +40,4 @@ def flop_count_handles() -> dict:
 
 
 __all__ = ["FAMILIES", "CheckpointMismatchError", "FilteredState", "checkpoint_filter_for", "drop_classifier", "extract_state_dict",
-           "flop_count_handles", "list_models", "load_checkpoint", "load_state_dict_checked", "read_checkpoint"]
+           "flop_count_handles", "list_models", "load_checkpoint", "load_state_dict_checked", "read_checkpoint", "to_channels_last"]

@@ -21,6 +21,29 @@ def init_weights_trunc_normal(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def channels_last_weights(module: nn.Module) -> None:
+    """Stores the weights of ``module``'s convolutions channels-last. For convolutions whose input is always a
+    permuted (B, H, W, C) tensor, which is channels-last in memory: their weight gradients arrive channels-last,
+    and a parameter of other strides makes DDP copy the gradient into its bucket at every step (with its "grad
+    strides do not match bucket view strides" warning). Loading, ``.to()`` and in-place inits keep the layout."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            # .to() restrides a (C, 1, k, k) weight that .contiguous() would call channels-last already
+            m.weight.data = m.weight.data.to(memory_format=torch.channels_last)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """``model.to(memory_format=torch.channels_last)`` (timm's ``--channels-last``), except for 4-d parameters
+    with at most one dimension above 1 (PPMA/RMT's (1, 1, 1, C) layer scales): both layouts are the same
+    memory for them, and their gradients, reductions over a batch, come out contiguous; a parameter of other
+    strides makes DDP copy the gradient into its bucket at every step (with a warning)."""
+    model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        if p.dim() == 4 and sum(n > 1 for n in p.shape) <= 1:
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+    return model
+
+
 def run_block(block, *args, checkpointed: bool):
     """``block(*args)``, with its activations recomputed in backward when ``checkpointed``
     (``set_grad_checkpointing``) and gradients are being recorded: the one grad-checkpointing rule of every

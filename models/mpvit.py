@@ -70,7 +70,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ._builder import build_model
-from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]
@@ -181,6 +181,7 @@ class ConvRelPosEnc(nn.Module):
             ch = heads * head_dim
             self.conv_list.append(nn.Conv2d(ch, ch, k, 1, k // 2, groups=ch))
             self.channel_splits.append(ch)
+        channels_last_weights(self)  # v arrives as (B, N, C) tokens, channels-last in memory as a map
 
     def forward(self, q, v, size: Tuple[int, int]):
         B, h, N, d = v.shape

@@ -65,7 +65,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
 from ._builder import build_model
-from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -195,6 +195,7 @@ class IRB(nn.Module):
         self.act = act_layer()
         self.conv = nn.Conv2d(hidden_dim, hidden_dim, kernel_size, padding=kernel_size // 2, groups=hidden_dim)
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
+        channels_last_weights(self)  # the input is always a permuted (B, H, W, C) tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
         x = x.permute(0, 3, 1, 2)
@@ -255,6 +256,7 @@ class P2TStage(nn.Module):
         self.patch_embed = PatchEmbed(in_chs, dim, *embed_geometry)
         # one residual depthwise conv per pooling ratio, shared by all blocks of the stage
         self.pool_convs = nn.ModuleList([nn.Conv2d(dim, dim, 3, padding=1, groups=dim) for _ in pool_ratios])
+        channels_last_weights(self.pool_convs)  # they convolve pooled maps of the permuted (B, H, W, C) tokens
         self.blocks = nn.ModuleList([
             P2TBlock(
                 dim, num_heads, mlp_ratio, pool_ratios, qkv_bias=qkv_bias, attn_drop=attn_drop,

@@ -57,7 +57,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
 from ._builder import build_model
-from ._layers import check_global_pool, check_image_batch, linear_head, run_block
+from ._layers import channels_last_weights, check_global_pool, check_image_batch, linear_head, run_block
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PaCaViT", "PaCaBlock", "PaCaAttention", "PaCaTeacherConvMixer", "checkpoint_filter_fn"]
@@ -102,6 +102,7 @@ class P2CConv(nn.Module):
             act_layer(),
             nn.Conv2d(dim, num_clusters, 1, bias=False),
         )
+        channels_last_weights(self)  # its input is the token grid, channels-last in memory
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         return self.clustering(_tokens_to_map(x, H, W)).flatten(2)
@@ -228,6 +229,7 @@ class DWConv(nn.Module):
     def __init__(self, dim: int, kernel_size: int = 3, with_shortcut: bool = True):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=(kernel_size - 1) // 2, groups=dim)
+        channels_last_weights(self)  # its input is the token grid, channels-last in memory
         self.with_shortcut = with_shortcut
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -402,6 +404,7 @@ class PaCaTeacherConvMixer(nn.Module):
                 setattr(self, f"fpn{i + 1}", _convmixer_block(dim, kernel_size, act_layer, dpr[cur]))
             setattr(self, f"to_clusters{i + 1}", nn.Conv2d(dim, num_clusters[i], 1) if num_clusters[i] > 0 else None)
             cur += depths[i]
+        channels_last_weights(self)  # its maps are channels-last in memory (the stem's tokens as a map)
 
     def forward(self, x: torch.Tensor) -> Tuple[List[Optional[torch.Tensor]], List[torch.Tensor]]:
         outs = []

@@ -76,7 +76,7 @@ from kernels.biased_attention import biased_attention
 from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
-from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
 from ._checkpoint import FilteredState, load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
@@ -92,6 +92,7 @@ class DWConv2d(nn.Module):
     def __init__(self, dim: int, kernel_size: int, stride: int, padding: int):
         super().__init__()
         self.conv = nn.Conv2d(dim, dim, kernel_size, stride, padding, groups=dim)
+        channels_last_weights(self)  # the input is always a permuted (B, H, W, C) tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

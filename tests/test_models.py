@@ -32,6 +32,7 @@ def test_models_are_registered_with_timm_on_import():
 def test_forward_backward_reaches_every_parameter(name):
     model = _create(name, num_classes=7)
     model.train()
+    layouts = _record_conv_input_layouts(model)
     h, w = _input_size(name)
     out = model(torch.randn(2, 3, h, w))
     assert out.shape == (2, 7)
@@ -41,6 +42,41 @@ def test_forward_backward_reaches_every_parameter(name):
     assert not no_grad, f"parameters without gradient: {no_grad[:10]}"
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradients: {bad[:10]}"
+    _assert_gradients_in_parameter_layout(model)
+    # a channels-last weight on a contiguous input would make the conv convert the input at every call
+    converting = sorted({n for n, weight_cl, input_cl in layouts if weight_cl and not input_cl})
+    assert not converting, f"channels-last conv weights given contiguous inputs: {converting[:5]}"
+
+
+def _is_channels_last(t):
+    return t.stride() == t.to(memory_format=torch.channels_last).stride() != t.contiguous().stride()
+
+
+def _record_conv_input_layouts(model):
+    """(conv name, weight channels-last, input channels-last) of every conv call."""
+    calls = []
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_pre_hook(lambda m, args, n=n: calls.append(
+                (n, _is_channels_last(m.weight), args[0].is_contiguous(memory_format=torch.channels_last))))
+    return calls
+
+
+def _assert_gradients_in_parameter_layout(model):
+    # DDP copies a gradient whose strides differ from its parameter's into the bucket at every step, and warns
+    bad = [(n, p.stride(), p.grad.stride()) for n, p in model.named_parameters()
+           if p.grad is not None and p.grad.stride() != p.stride()]
+    assert not bad, f"gradients in another layout than their parameters (name, param, grad strides): {bad[:5]}"
+
+
+@pytest.mark.parametrize("family", models.FAMILIES)
+def test_channels_last_model_gets_gradients_in_parameter_layout(family):
+    # the trainer's --channels-last: the model and its input converted (conv weights channels-last)
+    name = timm.list_models(module=family)[0]
+    model = models.to_channels_last(_create(name, num_classes=7))
+    h, w = _input_size(name)
+    model(torch.randn(2, 3, h, w).contiguous(memory_format=torch.channels_last)).square().mean().backward()
+    _assert_gradients_in_parameter_layout(model)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -91,7 +91,14 @@ def _backward(ctx, g):
     h, k1, k3, k5, alpha = ctx.saved_tensors
     # under autocast the incoming gradient can arrive in a lower precision than the (fp32) output
     grads = _state_fusion_bwd_op(g.to(h.dtype).contiguous(), h, k1, k3, k5, alpha, ctx.folded, ctx.impl)
-    return (*grads, None, None)
+    return (*(_in_layout_of(d, t) for d, t in zip(grads, (h, k1, k3, k5, alpha))), None, None)
+
+
+def _in_layout_of(grad: Tensor, t: Tensor) -> Tensor:
+    """``grad`` with the strides of the input ``t``: a model converted with ``.to(memory_format=channels_last)``
+    holds its (C, 1, 3, 3) kernels channels-last, and DDP copies every gradient whose strides differ from its
+    parameter's into the bucket at every step (with a warning)."""
+    return grad if grad.stride() == t.stride() else torch.empty_like(t).copy_(grad)
 
 
 _state_fusion_op.register_autograd(_backward, setup_context=_setup_context)
