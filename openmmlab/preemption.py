@@ -93,10 +93,16 @@ class PreemptionHook(Hook):
             runner.save_checkpoint(runner.work_dir, os.path.basename(path), by_epoch=False,
                                    meta=dict(epoch=runner.epoch, iter=done))
             if is_main_process():
-                with open(os.path.join(runner.work_dir, "last_checkpoint"), "w") as f:
-                    f.write(path)
+                _write_atomically(os.path.join(runner.work_dir, "last_checkpoint"), path)
         barrier()  # no rank exits (and so makes torchrun stop the others) before rank 0 has written it
         return path
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A kill while writing leaves the previous content, not an empty file (which --resume would read)."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def preemption_exit_code(runner) -> int:
