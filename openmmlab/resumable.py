@@ -107,7 +107,7 @@ class StepSeedHook(Hook):
         torch.manual_seed(step_seed(runner.seed, runner.iter))
 
 
-_EPOCH_STREAM = 1  # a third entropy word: epoch seeds never equal step seeds
+_EPOCH_STREAM = 1  # a third entropy word: epoch seeds come from other streams than step seeds
 
 
 def make_resumable(cfg: Config) -> None:
