@@ -10,6 +10,7 @@ smoke/mask-rcnn_p2t_smoke.py). A dataset root named ``embedded_coco`` gets the e
 generated on first use; any other missing dataset stops the run with the path it expected.
 """
 import functools
+import sys
 
 from detection.task import TASK
 from openmmlab.tools import train
@@ -17,4 +18,4 @@ from openmmlab.tools import train
 main = functools.partial(train.main, TASK)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())  # 128 + signal after a SIGTERM / SIGINT stop (a checkpoint was written)

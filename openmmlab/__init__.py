@@ -7,7 +7,10 @@ it registers, in each framework that is installed, what the configs name:
 - ``VisionBackbone`` (:mod:`.backbone`, mmdet and mmseg MODELS): any model of ``models`` as a backbone;
 - ``PaCaSegHead`` (:mod:`.paca_head`, mmseg MODELS): PaCa-ViT's decode head;
 - ``AlignResize`` (:mod:`.transforms`, mmseg TRANSFORMS): P2T's test-time resize;
-- ``SegTestVisualizationHook`` (:mod:`.visualization`, mmseg HOOKS): ``test.py --show-dir`` for mmseg.
+- ``SegTestVisualizationHook`` (:mod:`.visualization`, mmseg HOOKS): ``test.py --show-dir`` for mmseg;
+- ``ResumableEpochBasedTrainLoop``, ``StepSeedHook`` (:mod:`.resumable`) and ``PreemptionHook``
+  (:mod:`.preemption`), mmengine LOOPS / HOOKS: runs that stop on SIGTERM / SIGINT and resume exactly at any
+  step (``train.py`` adds them to every training config).
 
 The rest is what the task folders' scripts share: :mod:`.checkpoint` (the one strict loading rule for whole
 detector / segmentor checkpoints), :mod:`.runner` (mmengine's Runner loading through it), :mod:`.launch`
@@ -19,6 +22,7 @@ import importlib.util
 
 
 def _register() -> None:
+    from . import preemption, resumable  # noqa: F401  (they register themselves with mmengine)
     from .backbone import VisionBackbone
 
     if importlib.util.find_spec("mmdet") is not None:

@@ -3,7 +3,8 @@
 :class:`StrictRunner` is mmengine's ``Runner`` except for ``load_checkpoint``, which every load of the
 model goes through (``load_from``, ``--resume``, ``test.py CHECKPOINT``): it follows
 :func:`openmmlab.checkpoint.load_full_checkpoint` (weights-only reading, official backbone layouts mapped,
-any key that does not fit an error naming it) where mmengine's own would only warn.
+any key that does not fit an error naming it) where mmengine's own would only warn; ``--resume`` also needs
+the training state (:func:`openmmlab.checkpoint.check_resumable`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .checkpoint import load_full_checkpoint, read_full_checkpoint
+from .checkpoint import check_resumable, load_full_checkpoint, read_full_checkpoint
 
 __all__ = ["StrictRunner", "build_runner", "write_test_metrics"]
 
@@ -21,11 +22,22 @@ __all__ = ["StrictRunner", "build_runner", "write_test_metrics"]
 class StrictRunner(Runner):
     """mmengine's ``Runner`` whose checkpoint loads are strict (see the module docstring)."""
 
+    _resuming = False
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        self._resuming = True  # load_checkpoint then also checks for the training state
+        try:
+            super().resume(filename, *args, **kwargs)
+        finally:
+            self._resuming = False
+
     def load_checkpoint(self, filename: str, map_location="cpu", strict: bool = True, revise_keys=None):
         if not strict or revise_keys:
             raise ValueError("StrictRunner.load_checkpoint loads strictly and maps the keys itself: strict=False "
                              "and revise_keys are not supported")
         checkpoint = read_full_checkpoint(filename, map_location)
+        if self._resuming:
+            check_resumable(checkpoint, filename)
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
         dropped = load_full_checkpoint(self.model, checkpoint, source=filename)
         if dropped:

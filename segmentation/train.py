@@ -11,6 +11,7 @@ embedded tiny dataset generated on first use; any other missing dataset stops th
 expected.
 """
 import functools
+import sys
 
 from openmmlab.tools import train
 from segmentation.task import TASK
@@ -18,4 +19,4 @@ from segmentation.task import TASK
 main = functools.partial(train.main, TASK)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())  # 128 + signal after a SIGTERM / SIGINT stop (a checkpoint was written)

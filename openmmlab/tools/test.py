@@ -4,8 +4,9 @@
                           [--wait-time S] [--tta] [--cfg-options KEY=VALUE ...] [--launcher ...]
 
 CHECKPOINT is one of ours or a paper's official one (backbone keys in the official layout are mapped); it is
-loaded strictly: a missing, unexpected or mis-shaped key stops the run naming it. ``--tta`` evaluates with
-the config's ``tta_pipeline`` / ``tta_model``; ``--show-dir`` draws every test image into
+loaded strictly: a missing, unexpected or mis-shaped key stops the run naming it, and so does a file that is
+not a checkpoint or is truncated. ``--tta`` evaluates with the config's ``tta_pipeline`` / ``tta_model``;
+``--show-dir`` draws every test image into
 ``<work_dir>/<timestamp>/<DIR>``; ``--out`` saves the raw predictions (detection: a .pkl, segmentation: a
 directory of label maps). The metrics are logged and written to ``<work_dir>/<timestamp>/<timestamp>.json``
 once, by rank 0 (:func:`openmmlab.runner.write_test_metrics`).
@@ -17,6 +18,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from ..checkpoint import CheckpointReadError
 from ..datasets import check_datasets
 from ..runner import build_runner, write_test_metrics
 from ..task import Task
@@ -58,6 +60,9 @@ def build_cfg(task: Task, args: argparse.Namespace) -> Config:
 
 def main(task: Task, argv=None) -> dict:
     runner = build_runner(build_cfg(task, parse_args(task, argv)))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except CheckpointReadError as err:  # not a checkpoint / truncated: its name and the problem suffice
+        raise SystemExit(str(err)) from None
     write_test_metrics(runner, metrics)
     return metrics

@@ -6,7 +6,12 @@
 CONFIG is a path or a config name (see :mod:`openmmlab.configs`). ``--resume`` without a value resumes from
 the latest checkpoint of the work dir. A dataloader pointing at the embedded dataset gets it generated;
 any other missing dataset stops the run with the path it expected. Checkpoints (``load_from``,
-``--resume``) load strictly (:class:`openmmlab.runner.StrictRunner`).
+``--resume``) load strictly (:class:`openmmlab.runner.StrictRunner`); a file that is not a checkpoint or is
+truncated stops the run with a message naming it.
+
+Every run can be killed at any step and resumed exactly (:func:`openmmlab.resumable.make_resumable`); on
+SIGTERM / SIGINT it writes a checkpoint at the next step boundary and :func:`main` returns 128 + the signal
+number, the process's exit status (:mod:`openmmlab.preemption`), else 0.
 """
 from __future__ import annotations
 
@@ -17,7 +22,10 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..checkpoint import CheckpointReadError
 from ..datasets import check_datasets
+from ..preemption import preemption_exit_code
+from ..resumable import make_resumable
 from ..runner import build_runner
 from ..task import Task
 from .common import add_common_args, parse, prepare_config
@@ -69,10 +77,17 @@ def build_cfg(task: Task, args: argparse.Namespace) -> Config:
     if getattr(args, "auto_scale_lr", False):
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
+    make_resumable(cfg)
     check_datasets(cfg, ("train_dataloader",) + (("val_dataloader",) if cfg.get("val_cfg") else ()), task)
     return cfg
 
 
-def main(task: Task, argv=None):
+def main(task: Task, argv=None) -> int:
+    """Trains; returns the exit status: 0 when the training finished, 128 + the signal number when SIGTERM /
+    SIGINT stopped it after a checkpoint."""
     runner = build_runner(build_cfg(task, parse_args(task, argv)))
-    return runner.train()
+    try:
+        runner.train()
+    except CheckpointReadError as err:  # a bad file given to --resume / load_from: its name and the problem suffice
+        raise SystemExit(str(err)) from None
+    return preemption_exit_code(runner)
