@@ -111,7 +111,7 @@ def test_downstream_out_norms(tmp_path, caplog):
         fb = timm.create_model("ppma_tiny", pretrained=True, features_only=True, out_norm=True,
                                pretrained_cfg_overlay=dict(file=str(tmp_path / "cls.pth")), **TINY).eval()
     kept = [f"outnorm{i}.{p}" for i in range(4) for p in ("bias", "weight")]
-    assert any(f"8 weights of PPMAViT" in r.message and ", ".join(sorted(kept)) in r.message for r in caplog.records), \
+    assert any("8 weights of PPMAViT" in r.message and ", ".join(sorted(kept)) in r.message for r in caplog.records), \
         caplog.text
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
