@@ -69,9 +69,18 @@ def check_global_pool(model_name: str, global_pool: str | None, supported: tuple
         raise ValueError(f"{model_name}: global_pool must be one of {supported}, got {global_pool!r}")
 
 
-def check_image_batch(model_name: str, x, in_chans: int, min_size: int = 1, why: str = "") -> None:
-    """Raises ``ValueError`` naming the problem unless ``x`` is a (B, in_chans, H, W) batch with
-    H, W >= ``min_size`` (``why`` says where the minimum comes from)."""
+def check_image_batch(model_name: str, x, in_chans: int, min_size: int = 1, why: str = "",
+                      weight_dtype: torch.dtype | None = None) -> None:
+    """Raises ``ValueError`` naming the problem unless ``x`` is a (B, in_chans, H, W) floating-point batch with
+    H, W >= ``min_size`` (``why`` says where the minimum comes from) and, outside autocast, the dtype of the
+    model's weights ``weight_dtype``."""
+    if not x.is_floating_point():
+        raise ValueError(f"{model_name} expects a normalised floating-point image batch, got {x.dtype}: convert "
+                         f"and normalise it first (timm's transforms and loaders do both)")
+    if (weight_dtype is not None and x.dtype != weight_dtype and not torch.jit.is_tracing()
+            and not torch.is_autocast_enabled(x.device.type)):
+        raise ValueError(f"{model_name}'s weights are {weight_dtype} and the input is {x.dtype}: convert one to "
+                         f"the other (x.to({weight_dtype}) or model.to({x.dtype})), or run under torch.autocast")
     if x.ndim != 4:
         raise ValueError(f"{model_name} expects a 4-D (B, C, H, W) image batch, got shape {tuple(x.shape)}")
     if x.shape[1] != in_chans:

@@ -429,7 +429,7 @@ class MPViT(nn.Module):
     # ----------------------------------------------------------------------------------- forward
     def _check_input(self, x):
         # every stride-2 conv is 3x3 with padding 1: any non-empty input works
-        check_image_batch("MPViT", x, self.in_chans)
+        check_image_batch("MPViT", x, self.in_chans, weight_dtype=next(self.parameters()).dtype)
 
     def forward_intermediates(
             self,

@@ -378,7 +378,7 @@ class PyramidPoolingTransformer(nn.Module):
         return min_input_size(self.pool_ratios[:len(self.stages)])
 
     def _check_input(self, x: torch.Tensor):
-        check_image_batch("P2T", x, self.in_chans)
+        check_image_batch("P2T", x, self.in_chans, weight_dtype=next(self.parameters()).dtype)
         H, W = int(x.shape[-2]), int(x.shape[-1])
         pool_ratios = self.pool_ratios[:len(self.stages)]
         if not (_side_ok(H, pool_ratios) and _side_ok(W, pool_ratios)):

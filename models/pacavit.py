@@ -626,7 +626,7 @@ class PaCaViT(nn.Module):
 
     # ---------------------------------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor):
-        check_image_batch("PaCaViT", x, self.in_chans, MIN_INPUT_SIZE, "total stride 32")
+        check_image_batch("PaCaViT", x, self.in_chans, MIN_INPUT_SIZE, "total stride 32", weight_dtype=next(self.parameters()).dtype)
 
     def _run_block(self, block: PaCaBlock, x, H: int, W: int, z):
         return run_block(block, x, H, W, z, checkpointed=self.grad_checkpointing)

@@ -446,7 +446,8 @@ class PPMAViT(nn.Module):
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor):
         check_image_batch(type(self).__name__, x, self.in_chans, MIN_INPUT_SIZE,
-                          "the stride-32 stage needs at least one token")
+                          "the stride-32 stage needs at least one token",
+                          weight_dtype=next(self.parameters()).dtype)
 
     def forward_intermediates(
             self,

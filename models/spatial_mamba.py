@@ -381,7 +381,7 @@ class SpatialMamba(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor):
-        check_image_batch("Spatial-Mamba", x, self.in_chans)
+        check_image_batch("Spatial-Mamba", x, self.in_chans, weight_dtype=next(self.parameters()).dtype)
 
     def forward_intermediates(
             self,

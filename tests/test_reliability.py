@@ -543,9 +543,9 @@ FAMILIES = [("mpvit_tiny", 32, None), ("pacavit_tiny", 32, 32), ("ppma_tiny", 32
 @pytest.mark.parametrize("name,size,minimum", FAMILIES)
 def test_model_input_checks_per_family(name, size, minimum):
     """What every family does with a bad input tensor today (the models' own checks; see the README table):
-    wrong channel count and too small an input raise ValueError naming the problem; uint8 / float64 input
-    raise (torch's dtype error: a clearer model-level message is left for later); NaN/Inf propagate to the
-    output (the trainer's non-finite guard names them)."""
+    wrong channel count, too small an input, a uint8 batch or one of another dtype than the weights raise
+    ValueError naming the problem (a float64 model takes float64); NaN/Inf propagate to the output (the
+    trainer's non-finite guard names them)."""
     model = timm.create_model(name, num_classes=4).eval()
     with torch.no_grad():
         with pytest.raises(ValueError, match=r"was built for 3 input channels, got 1"):
@@ -555,9 +555,12 @@ def test_model_input_checks_per_family(name, size, minimum):
                 model(torch.randn(1, 3, minimum - 1, minimum - 1))
         else:  # MPViT and Spatial-Mamba take any size down to 1 pixel
             assert torch.isfinite(model(torch.randn(1, 3, 1, 1))).all()
-        for dtype in (torch.uint8, torch.float64):
-            with pytest.raises(RuntimeError, match=r"(Byte|unsigned char|Double|double)"):
-                model(torch.zeros(1, 3, size, size, dtype=dtype))
+        with pytest.raises(ValueError, match=r"expects a normalised floating-point image batch, got torch.uint8"):
+            model(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+        with pytest.raises(ValueError, match=r"weights are torch.float32 and the input is torch.float64"):
+            model(torch.zeros(1, 3, size, size, dtype=torch.float64))
+        assert model.double()(torch.zeros(1, 3, size, size, dtype=torch.float64)).dtype == torch.float64
+        model.float()
         x = torch.randn(1, 3, size, size)
         x[0, 0, 0, 0] = float("nan")
         assert not torch.isfinite(model(x)).all()
