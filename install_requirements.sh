@@ -275,6 +275,15 @@ PY
   done_step
 }
 
+# The kernels' C++ CPU extensions (kernels/build_cpu.py), compiled in place like mmcv's ops; rebuilt only
+# when missing, stale or built against another torch.
+build_kernels() {
+  step "CPU kernels (C++ extensions of kernels/, built in place)"
+  (cd "$REPO_ROOT" && "$PY" -m kernels.build_cpu --if-stale) \
+    || die "the C++ CPU kernels did not build (a C++ compiler with OpenMP is needed; see the output above)"
+  done_step
+}
+
 verify_torch() {
   step "verify the pinned torch is untouched"
   local now
@@ -352,6 +361,12 @@ else:  # without a GPU driver Triton runs only under its interpreter
     checks["Triton"] = probe(TRITON_ADD.format(dev="cpu", msg="usable on CPU under TRITON_INTERPRET=1 (no GPU)"),
                              env={"TRITON_INTERPRET": "1"})
 checks["project"] = probe("import models, kernels; print('models, kernels import')")
+checks["CPU kernels"] = probe("""
+    from kernels.selective_scan import cpp_available
+    from kernels.selective_scan.cpp_impl import cpp_unavailable_reason
+    assert cpp_available(), "not built (python -m kernels.build_cpu): " + cpp_unavailable_reason()
+    print("selective scan compiled for the CPU")
+""")
 
 width = max(len(k) for k, _ in rows)
 print("\nEnvironment report")
@@ -385,6 +400,7 @@ main() {
     install_openmmlab
     install_mmcv
     install_project
+    build_kernels
     verify_torch
     step "report"
   fi

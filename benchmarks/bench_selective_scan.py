@@ -1,6 +1,8 @@
-"""Benchmark: selective scan forward + backward, fast pure-PyTorch path vs the sequential reference.
+"""Benchmark: selective scan forward + backward, the fast paths (chunked PyTorch ``torch``, compiled C++ ``cpp``,
+``triton`` on a GPU) vs the sequential reference (a Python loop over time with autograd: a floor reference, not a
+competitor).
 
-    python benchmarks/bench_selective_scan.py [--threads 2] [--repeats 3] [--impls reference,torch,floor,triton]
+    python benchmarks/bench_selective_scan.py [--threads 2] [--repeats 3] [--impls reference,torch,cpp,floor,triton]
         [--cases 2x128x3136,2x512x196] [--json PATH]
 
 Shapes from the issue (batch 2, d_state 1): Di=128, L=3136 (Spatial-Mamba-T stage 1) and Di=512, L=196 (stage
@@ -16,7 +18,8 @@ time (medians, bests), measured in the same run.
 sums and reductions that a chunked fwd + bwd needs at the least (d_state 1, the torch path's chunks, no
 safety checks, no carry between chunks, every output and temporary preallocated), run back to back without
 autograd; it times the passes only (its results are not used). A speed-up goal above the floor's cannot be met by
-sequencing PyTorch ops on that machine, whatever their order.
+sequencing PyTorch ops on that machine, whatever their order; ``cpp`` (``python -m kernels.build_cpu``) is
+the compiled path that goes below it.
 """
 from __future__ import annotations
 
@@ -119,7 +122,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--impls", default="reference,torch,floor")
+    p.add_argument("--impls", default="reference,torch,cpp,floor")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cases", default=None, help="batch x Di x L shapes, comma-separated (default: the two above)")
     p.add_argument("--json", default=None, help="also write the settings and results to this JSON file")

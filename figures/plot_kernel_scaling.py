@@ -24,6 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CPU_RESULTS = ROOT / "benchmarks" / "cpu_results"
 IMPL_STYLE = {  # implementation -> (label, colour, marker)
     "torch": ("ours (torch)", "tab:red", "o"),
+    "cpp": ("ours (C++)", "tab:purple", "D"),
     "triton": ("ours (Triton)", "darkred", "*"),
     "triton-rows": ("ours (Triton, row tiles)", "tab:orange", "P"),
     "dense": ("dense (official)", "tab:blue", "s"),

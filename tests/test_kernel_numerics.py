@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernels.polyline_attention import polyline_attention, polyline_attention_reference
-from kernels.selective_scan import selective_scan, selective_scan_ref
+from kernels.selective_scan import cpp_available, selective_scan, selective_scan_ref
 from kernels.state_fusion import state_fusion, state_fusion_ref
 
 
@@ -28,9 +28,12 @@ SCAN_REGIMES = {"forget at once": (-50.0, 3.0), "remember everything": (-1e-3, -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("regime,impl", [(r, "torch") for r in SCAN_REGIMES] + [("forget at once", "triton")])
+@pytest.mark.parametrize("regime,impl", [(r, "torch") for r in SCAN_REGIMES] + [("forget at once", "triton")]
+                         + [(r, "cpp") for r in SCAN_REGIMES])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_scan_at_l3136_extreme_decays_half_inputs(regime, impl, dtype):
+    if impl == "cpp" and not cpp_available():
+        pytest.skip("the compiled CPU scan is not built (python -m kernels.build_cpu)")
     if impl == "triton" and dtype == torch.bfloat16:
         pytest.skip("the Triton scan reads bf16 like fp16 (upcast on load); one half dtype suffices")
     a_val, shift = SCAN_REGIMES[regime]

@@ -4,12 +4,16 @@ Triton kernels under the interpreter (marked ``triton``)."""
 import pytest
 import torch
 
-from kernels.selective_scan import (OP_NAME, linear_scan, linear_scan_adjoint, selective_scan,
+from kernels.selective_scan import (OP_NAME, cpp_available, linear_scan, linear_scan_adjoint, selective_scan,
                                     selective_scan_flop_jit, selective_scan_ref, selective_scan_ref_bwd)
+from kernels.selective_scan.cpp_impl import cpp_unavailable_reason
 from kernels.selective_scan.chunked import selective_scan_chunked, selective_scan_chunked_bwd
 from helpers import assert_close
 
 NAMES = ("u", "delta", "A", "B", "delta_bias")
+# The compiled CPU path exists once `python -m kernels.build_cpu` has run (install_requirements.sh runs it)
+needs_cpp = pytest.mark.skipif(not cpp_available(), reason=f"CPU extension not built: {cpp_unavailable_reason()}")
+CPU_IMPLS = ["torch", pytest.param("cpp", marks=needs_cpp)]
 
 
 def _inputs(b, D, N, L, dtype=torch.float32, a_scale=2.0, bias=True, seed=0):
@@ -32,7 +36,7 @@ def _grads(fn, inputs, g):
 
 
 @pytest.mark.parametrize("N,L", [(1, 1), (1, 7), (4, 49), (1, 197), (16, 49), (4, 197)])
-@pytest.mark.parametrize("impl", ["torch", "reference"])
+@pytest.mark.parametrize("impl", CPU_IMPLS + ["reference"])
 def test_op_matches_sequential_reference_forward_and_all_grads(N, L, impl):
     inputs = _inputs(2, 5, N, L)
     g = torch.randn(2, 5, N, L, generator=torch.Generator().manual_seed(1))
@@ -44,8 +48,9 @@ def test_op_matches_sequential_reference_forward_and_all_grads(N, L, impl):
         assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("softplus,bias", [(False, False), (True, False), (False, True)])
-def test_torch_path_without_bias_or_softplus(softplus, bias):
+def test_fast_paths_without_bias_or_softplus(softplus, bias, impl):
     u, delta, A, B, db = _inputs(1, 3, 2, 23, bias=bias)
     if not softplus:
         delta = delta.abs() * 0.3
@@ -53,7 +58,7 @@ def test_torch_path_without_bias_or_softplus(softplus, bias):
     g = torch.randn(1, 3, 2, 23)
     h_ref, g_ref = _grads(lambda *x: selective_scan_ref(*x[:4], x[4] if bias else None, softplus),
                           inputs if bias else inputs[:4] + (None,), g)
-    h, grads = _grads(lambda *x: selective_scan(*x[:4], x[4] if bias else None, softplus, impl="torch"),
+    h, grads = _grads(lambda *x: selective_scan(*x[:4], x[4] if bias else None, softplus, impl=impl),
                       inputs if bias else inputs[:4] + (None,), g)
     assert_close(h, h_ref, 1e-6, 1e-5, what="h")
     for name, a, r in zip(NAMES, grads, g_ref):
@@ -134,18 +139,19 @@ def test_linear_scan_adjoint_matches_loop(L, chunk, scale):
     assert_close(linear_scan_adjoint(la, g, chunk=chunk), torch.stack(ref, -1), 1e-12, 1e-12, what="lam")
 
 
-@pytest.mark.parametrize("impl", ["torch", "reference"])
+@pytest.mark.parametrize("impl", CPU_IMPLS + ["reference"])
 @pytest.mark.parametrize("N", [1, 4, 16])
 def test_gradcheck_fp64(impl, N):
     inputs = [t.requires_grad_() for t in _inputs(1, 2, N, 6 if N < 16 else 3, dtype=torch.float64)]
     assert torch.autograd.gradcheck(lambda *x: selective_scan(*x, impl=impl), inputs)
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_inputs_are_finite_and_accumulate_in_fp32(dtype):
+def test_low_precision_inputs_are_finite_and_accumulate_in_fp32(dtype, impl):
     u, delta, A, B, db = _inputs(2, 4, 1, 197, dtype=dtype)
     leaves = [t.clone().requires_grad_() for t in (u, delta, A, B, db)]
-    h = selective_scan(*leaves, impl="torch")
+    h = selective_scan(*leaves, impl=impl)
     assert h.dtype == torch.float32 and torch.isfinite(h).all()
     h.square().mean().backward()
     for name, t in zip(NAMES, leaves):
@@ -153,6 +159,43 @@ def test_low_precision_inputs_are_finite_and_accumulate_in_fp32(dtype):
     # fp32 accumulation: equals the fp32 reference on the same (rounded) inputs
     h_ref = selective_scan_ref(u.float(), delta.float(), A, B.float(), db)
     assert_close(h, h_ref, 1e-6, 1e-5, what="h")
+
+
+@needs_cpp
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("b,D,N,L", [(3, 19, 1, 50), (2, 17, 3, 1), (1, 203, 1, 64)])
+def test_cpp_channel_blocks_and_threads(b, D, N, L, threads):
+    # D = 19: two blocks of 8 channels and 3 single ones; D = 203 at L = 64 is more than one task's grain, so
+    # with 2 threads each accumulates its own dB (then summed)
+    inputs = _inputs(b, D, N, L, seed=5)
+    g = torch.randn(b, D, N, L, generator=torch.Generator().manual_seed(6))
+    h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        h, grads = _grads(lambda *x: selective_scan(*x, impl="cpp"), inputs, g)
+    finally:
+        torch.set_num_threads(old)
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
+    for name, a, r in zip(NAMES, grads, g_ref):
+        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+
+
+def test_auto_takes_the_compiled_path_on_cpu_when_built():
+    import sys
+    scan_pkg = sys.modules["kernels.selective_scan"]  # (the attribute kernels.selective_scan is the function)
+    u = torch.zeros(1, 1, 1)
+    assert scan_pkg._resolve("auto", u) == ("cpp" if cpp_available() else "torch")
+
+
+def test_cpp_path_errors():
+    u, delta, A, B, db = _inputs(1, 3, 2, 5)
+    if cpp_available():
+        with pytest.raises(ValueError, match="CPU tensors"):
+            selective_scan(u.to("meta"), delta.to("meta"), A.to("meta"), B.to("meta"), db.to("meta"), impl="cpp")
+    else:
+        with pytest.raises(RuntimeError, match="kernels.build_cpu"):
+            selective_scan(u, delta, A, B, db, impl="cpp")
 
 
 def test_validation_errors():

@@ -12,9 +12,12 @@ Returns h: (b, D, N, L) fp32 (fp64 for fp64 inputs) with
 ``impl``:
   * ``"reference"`` - the sequential loops of :mod:`.naive` (forward and adjoint backward);
   * ``"torch"``     - the chunked log-space scan of :mod:`.chunked` with its adjoint-scan backward;
+  * ``"cpp"``       - the recurrence and its adjoint as compiled C++ loops on ATen's thread pool
+    (:mod:`.cpp_impl`, CPU tensors; built by ``python -m kernels.build_cpu``, which install_requirements.sh runs);
   * ``"triton"``    - Triton forward + backward kernels of :mod:`.triton_impl` (CUDA tensors, or CPU tensors
     under ``TRITON_INTERPRET=1``);
-  * ``"auto"``      - ``"triton"`` on CUDA tensors when Triton imports, ``"torch"`` otherwise.
+  * ``"auto"``      - ``"triton"`` on CUDA tensors when Triton imports; on the CPU ``"cpp"`` when it is built,
+    ``"torch"`` otherwise.
 
 The op is registered as ``spatial_mamba::selective_scan`` (``torch.library.custom_op`` with a fake kernel and
 an autograd formula), so ``torch.compile`` sees one opaque op; :func:`selective_scan_flop_jit` is its fvcore
@@ -27,16 +30,17 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from .cpp_impl import cpp_available, selective_scan_cpp_bwd, selective_scan_cpp_fwd
 from .chunked import linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd_dt
 from .naive import selective_scan_ref, selective_scan_ref_bwd
 
 __all__ = [
     "selective_scan", "selective_scan_ref", "selective_scan_ref_bwd", "selective_scan_chunked", "linear_scan",
     "linear_scan_adjoint", "selective_scan_flop_jit",
-    "selective_scan_flops", "triton_available", "IMPLS", "OP_NAME",
+    "selective_scan_flops", "triton_available", "cpp_available", "IMPLS", "OP_NAME",
 ]
 
-IMPLS = ("reference", "torch", "triton", "auto")
+IMPLS = ("reference", "torch", "cpp", "triton", "auto")
 OP_NAME = "spatial_mamba::selective_scan"
 
 
@@ -52,8 +56,17 @@ def _resolve(impl: str, u: Tensor) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        return "triton" if (u.is_cuda and triton_available()) else "torch"
+        if u.is_cuda:
+            return "triton" if triton_available() else "torch"
+        return "cpp" if (u.device.type == "cpu" and cpp_available()) else "torch"
+    if impl == "cpp" and u.device.type != "cpu":
+        raise ValueError(f"impl='cpp' runs on CPU tensors, got {u.device.type} tensors")
     return impl
+
+
+def _saves_dt(impl: str) -> bool:
+    """The torch and cpp paths return delta' with the states; their backward takes it in place of delta."""
+    return impl in ("torch", "cpp")
 
 
 def _check(u, delta, A, B, delta_bias):
@@ -80,8 +93,8 @@ def _out_dtype(u: Tensor) -> torch.dtype:
 @torch.library.custom_op(OP_NAME, mutates_args=())
 def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
                        delta_softplus: bool, impl: str) -> Tuple[Tensor, Tensor]:
-    """Returns (h, saved): ``saved`` is delta' = softplus(delta + delta_bias) for the torch path, which its
-    backward uses instead of delta (no softplus to recompute), and an empty tensor for the other paths."""
+    """Returns (h, saved): ``saved`` is delta' = softplus(delta + delta_bias) for the torch and cpp paths,
+    which their backward uses instead of delta (no softplus to recompute), and an empty tensor for the others."""
     impl = _resolve(impl, u)
     empty = u.new_empty((0,), dtype=_out_dtype(u))
     if impl == "reference":
@@ -90,20 +103,23 @@ def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bia
     if impl == "triton":
         from .triton_impl import selective_scan_triton_fwd
         return selective_scan_triton_fwd(u, delta, A, B, delta_bias, delta_softplus), empty
+    if impl == "cpp":
+        return selective_scan_cpp_fwd(u, delta, A, B, delta_bias, delta_softplus)
     return selective_scan_chunked(u, delta, A, B, delta_bias, delta_softplus, return_dt=True)
 
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, delta_bias, delta_softplus, impl):
     h = u.new_empty((u.shape[0], u.shape[1], A.shape[1], u.shape[2]), dtype=_out_dtype(u))
-    saved = u.new_empty(tuple(u.shape) if _resolve(impl, u) == "torch" else (0,), dtype=_out_dtype(u))
+    saved = u.new_empty(tuple(u.shape) if _saves_dt(_resolve(impl, u)) else (0,), dtype=_out_dtype(u))
     return h, saved
 
 
 @torch.library.custom_op("spatial_mamba::selective_scan_bwd", mutates_args=())
 def _selective_scan_bwd_op(g: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
                            h: Tensor, delta_softplus: bool, impl: str) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """For the torch path ``delta`` is the saved delta' (see the forward op) and ``delta_bias`` is unused."""
+    """For the torch and cpp paths ``delta`` is the saved delta' (see the forward op) and ``delta_bias`` is
+    unused."""
     impl = _resolve(impl, u)
     bias_dtype = delta_bias.dtype if delta_bias is not None else torch.float32
     if impl == "reference":  # the readable backward recomputes its own states
@@ -111,7 +127,10 @@ def _selective_scan_bwd_op(g: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Te
     if impl == "triton":
         from .triton_impl import selective_scan_triton_bwd
         return selective_scan_triton_bwd(g, u, delta, A, B, delta_bias, delta_softplus, h=h)
-    du, ddelta, dA, dB, dbias = selective_scan_chunked_bwd_dt(g, u, delta, A, B, delta_softplus, h=h)
+    if impl == "cpp":
+        du, ddelta, dA, dB, dbias = selective_scan_cpp_bwd(g, u, delta, A, B, h, delta_softplus)
+    else:
+        du, ddelta, dA, dB, dbias = selective_scan_chunked_bwd_dt(g, u, delta, A, B, delta_softplus, h=h)
     return du.to(u.dtype), ddelta, dA.to(A.dtype), dB.to(B.dtype), dbias.to(bias_dtype)
 
 
@@ -128,10 +147,9 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(dt)
     ctx.set_materialize_grads(False)  # (no zero gradient is built for delta')
     # the backward needs the states h: saving the output costs no memory in Spatial-Mamba (d_state 1: its next
-    # op, the state fusion, keeps h alive for its own backward anyway); the torch path saves delta' (fp32) in
-    # place of delta (the same size for fp32 inputs), so its backward recomputes no softplus
-    ctx.torch_path = _resolve(impl, u) == "torch"
-    ctx.save_for_backward(u, dt if ctx.torch_path else delta, A, B, delta_bias, h)
+    # op, the state fusion, keeps h alive for its own backward anyway); the torch and cpp paths save delta'
+    # (fp32) in place of delta (the same size for fp32 inputs), so their backward recomputes no softplus
+    ctx.save_for_backward(u, dt if _saves_dt(_resolve(impl, u)) else delta, A, B, delta_bias, h)
     ctx.delta_dtype = delta.dtype
     ctx.delta_softplus = delta_softplus
     ctx.impl = impl
