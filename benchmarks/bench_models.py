@@ -49,6 +49,9 @@ def _official_model(name: str, official_root: str, pylib: str | None):
 
     off = Official(pathlib.Path(official_root), pathlib.Path(pylib) if pylib else None, exact_scan=False)
     builders = variant_builders(off)
+    from benchmarks.paper_numbers import canonical_name
+
+    name = canonical_name(name)  # pacavit_tiny -> pacavit_tiny_p2cconv_100_0 (the official code knows no aliases)
     if name not in builders:
         raise SystemExit(f"no official builder for {name!r}; known: {sorted(builders)}")
     return builders[name]()[0]

@@ -1,6 +1,8 @@
 """Selective scan (state-returning, any d_state): fast paths vs the sequential reference, forward and every
 gradient, gradcheck in fp64, low precision safety, the custom-op / torch.compile / fvcore integration, and the
 Triton kernels under the interpreter (marked ``triton``)."""
+import contextlib
+
 import pytest
 import torch
 
@@ -28,6 +30,23 @@ def _inputs(b, D, N, L, dtype=torch.float32, a_scale=2.0, bias=True, seed=0):
         (None if db is None else db.to(dtype if dtype == torch.float64 else torch.float32))
 
 
+@contextlib.contextmanager
+def _num_threads(n):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _assert_matches(h, grads, h_ref, g_ref):
+    """States to 1e-6 + 1e-5 relative, every gradient to 1e-5 + 2e-5 relative of the reference's."""
+    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
+    for name, a, r in zip(NAMES, grads, g_ref):
+        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+
+
 def _grads(fn, inputs, g):
     leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
     h = fn(*leaves)
@@ -43,9 +62,7 @@ def test_op_matches_sequential_reference_forward_and_all_grads(N, L, impl):
     h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
     h, grads = _grads(lambda *x: selective_scan(*x, impl=impl), inputs, g)
     assert h.dtype == torch.float32 and h.shape == (2, 5, N, L)
-    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
-    for name, a, r in zip(NAMES, grads, g_ref):
-        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+    _assert_matches(h, grads, h_ref, g_ref)
 
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)
@@ -60,9 +77,7 @@ def test_fast_paths_without_bias_or_softplus(softplus, bias, impl):
                           inputs if bias else inputs[:4] + (None,), g)
     h, grads = _grads(lambda *x: selective_scan(*x[:4], x[4] if bias else None, softplus, impl=impl),
                       inputs if bias else inputs[:4] + (None,), g)
-    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
-    for name, a, r in zip(NAMES, grads, g_ref):
-        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+    _assert_matches(h, grads, h_ref, g_ref)
 
 
 @pytest.mark.parametrize("chunk", [2, 3, 8, 64])
@@ -170,15 +185,9 @@ def test_cpp_channel_blocks_and_threads(b, D, N, L, threads):
     inputs = _inputs(b, D, N, L, seed=5)
     g = torch.randn(b, D, N, L, generator=torch.Generator().manual_seed(6))
     h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _num_threads(threads):
         h, grads = _grads(lambda *x: selective_scan(*x, impl="cpp"), inputs, g)
-    finally:
-        torch.set_num_threads(old)
-    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
-    for name, a, r in zip(NAMES, grads, g_ref):
-        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+    _assert_matches(h, grads, h_ref, g_ref)
 
 
 def test_auto_takes_the_compiled_path_on_cpu_when_built():
@@ -230,9 +239,7 @@ def test_torch_compile_backward_matches_reference(N):
     f = torch.compile(lambda *x: selective_scan(*x, impl="torch"), backend="aot_eager", fullgraph=True)
     h, grads = _grads(f, inputs, g)
     h_ref, g_ref = _grads(selective_scan_ref, inputs, g)
-    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
-    for name, a, r in zip(NAMES, grads, g_ref):
-        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+    _assert_matches(h, grads, h_ref, g_ref)
 
 
 def test_torch_path_ignores_reduced_matmul_precision():
@@ -246,9 +253,7 @@ def test_torch_path_ignores_reduced_matmul_precision():
         h, grads = _grads(lambda *x: selective_scan(*x, impl="torch"), inputs, g)
     finally:
         torch.set_float32_matmul_precision(old)
-    assert_close(h, h_ref, 1e-6, 1e-5, what="h")
-    for name, a, r in zip(NAMES, grads, g_ref):
-        assert_close(a, r, 1e-5, 2e-5, what=f"d{name}")
+    _assert_matches(h, grads, h_ref, g_ref)
 
 
 def test_fvcore_flop_handle():
