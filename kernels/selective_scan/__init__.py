@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .cpp_impl import cpp_available, selective_scan_cpp_bwd, selective_scan_cpp_fwd
 from .chunked import linear_scan, linear_scan_adjoint, selective_scan_chunked, selective_scan_chunked_bwd_dt
-from .naive import selective_scan_ref, selective_scan_ref_bwd
+from .naive import compute_dtype, selective_scan_ref, selective_scan_ref_bwd
 
 __all__ = [
     "selective_scan", "selective_scan_ref", "selective_scan_ref_bwd", "selective_scan_chunked", "linear_scan",
@@ -85,10 +85,6 @@ def _check(u, delta, A, B, delta_bias):
         raise ValueError(f"delta_bias must be (D,) = ({D},), got {tuple(delta_bias.shape)}")
 
 
-def _out_dtype(u: Tensor) -> torch.dtype:
-    return torch.float64 if u.dtype == torch.float64 else torch.float32
-
-
 # ------------------------------------------------------------------------------------------- the op
 @torch.library.custom_op(OP_NAME, mutates_args=())
 def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
@@ -96,7 +92,7 @@ def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bia
     """Returns (h, saved): ``saved`` is delta' = softplus(delta + delta_bias) for the torch and cpp paths,
     which their backward uses instead of delta (no softplus to recompute), and an empty tensor for the others."""
     impl = _resolve(impl, u)
-    empty = u.new_empty((0,), dtype=_out_dtype(u))
+    empty = u.new_empty((0,), dtype=compute_dtype(u))
     if impl == "reference":
         with torch.no_grad():
             return selective_scan_ref(u, delta, A, B, delta_bias, delta_softplus), empty
@@ -110,8 +106,8 @@ def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bia
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, delta_bias, delta_softplus, impl):
-    h = u.new_empty((u.shape[0], u.shape[1], A.shape[1], u.shape[2]), dtype=_out_dtype(u))
-    saved = u.new_empty(tuple(u.shape) if _saves_dt(_resolve(impl, u)) else (0,), dtype=_out_dtype(u))
+    h = u.new_empty((u.shape[0], u.shape[1], A.shape[1], u.shape[2]), dtype=compute_dtype(u))
+    saved = u.new_empty(tuple(u.shape) if _saves_dt(_resolve(impl, u)) else (0,), dtype=compute_dtype(u))
     return h, saved
 
 
@@ -160,7 +156,7 @@ def _backward(ctx, g, _g_dt):
     if g is None:
         return None, None, None, None, None, None, None
     u, delta, A, B, delta_bias, h = ctx.saved_tensors
-    g = g.to(_out_dtype(u))  # under autocast the incoming gradient can arrive in a lower precision
+    g = g.to(compute_dtype(u))  # under autocast the incoming gradient can arrive in a lower precision
     du, ddelta, dA, dB, dbias = _selective_scan_bwd_op(g.contiguous(), u, delta, A, B, delta_bias, h,
                                                        ctx.delta_softplus, ctx.impl)
     return du, ddelta.to(ctx.delta_dtype), dA, dB, (dbias if ctx.has_bias else None), None, None

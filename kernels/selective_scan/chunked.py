@@ -34,6 +34,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .naive import compute_dtype
+
 __all__ = ["linear_scan", "linear_scan_adjoint", "selective_scan_chunked", "selective_scan_chunked_bwd",
            "discretized_delta", "selective_scan_chunked_bwd_dt"]
 
@@ -182,14 +184,10 @@ def linear_scan_adjoint(la: torch.Tensor, g: torch.Tensor, chunk: int = DEFAULT_
 
 
 # --------------------------------------------------------------------------------- selective scan
-def _ctype(u: torch.Tensor) -> torch.dtype:
-    return torch.float64 if u.dtype == torch.float64 else torch.float32
-
-
 def discretized_delta(delta, delta_bias=None, delta_softplus=True) -> torch.Tensor:
     """delta' = softplus(delta + delta_bias) (without the softplus when ``delta_softplus`` is False) in fp32
     (fp64 for fp64 inputs); softplus(v) = v above 20, as the official kernel."""
-    v = delta.to(_ctype(delta))
+    v = delta.to(compute_dtype(delta))
     if delta_bias is not None:
         v = v + delta_bias.to(v.dtype)[:, None]
         if delta_softplus:  # v is a temporary: the softplus can overwrite it

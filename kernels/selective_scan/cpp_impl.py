@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .naive import compute_dtype
+
 __all__ = ["cpp_available", "cpp_unavailable_reason", "selective_scan_cpp_fwd", "selective_scan_cpp_bwd"]
 
 try:
@@ -39,10 +41,6 @@ def _require():
     return _ext
 
 
-def _ctype(u: Tensor) -> torch.dtype:
-    return torch.float64 if u.dtype == torch.float64 else torch.float32
-
-
 def _c(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype).contiguous()
 
@@ -50,7 +48,7 @@ def _c(x: Tensor, dtype: torch.dtype) -> Tensor:
 def selective_scan_cpp_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, delta_bias: Optional[Tensor],
                            delta_softplus: bool) -> tuple[Tensor, Tensor]:
     """(h (b, D, N, L), delta' (b, D, L)); B as (b, N, L) or (b, 1, N, L)."""
-    ext, ct = _require(), _ctype(u)
+    ext, ct = _require(), compute_dtype(u)
     Bs = B.squeeze(1) if B.dim() == 4 else B
     bias = _c(delta_bias, ct) if delta_bias is not None else None
     h, dt = ext.fwd(_c(delta, ct), bias, delta_softplus, _c(A, ct), _c(u, ct), _c(Bs, ct))

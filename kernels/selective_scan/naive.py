@@ -19,12 +19,17 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["selective_scan_ref", "selective_scan_ref_bwd", "discretize"]
+__all__ = ["selective_scan_ref", "selective_scan_ref_bwd", "discretize", "compute_dtype"]
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """What every path of the scan computes and returns in: fp32, or fp64 for fp64 inputs (gradient checks)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def discretize(u, delta, A, B, delta_bias=None, delta_softplus=True):
     """Returns (delta, abar, bu) in fp32 (fp64 for fp64 inputs): delta (b, D, L), abar (b, D, N, L), bu = delta * B * u (b, D, N, L)."""
-    ctype = torch.float64 if u.dtype == torch.float64 else torch.float32  # fp32 accumulation (fp64 for checks)
+    ctype = compute_dtype(u)
     u = u.to(ctype)
     delta = delta.to(ctype)
     if delta_bias is not None:
@@ -64,7 +69,7 @@ def selective_scan_ref_bwd(g, u, delta, A, B, delta_bias=None, delta_softplus=Tr
     ddelta_bias), ddelta_bias as a (D,) tensor even without a bias. Used by the op's ``impl="reference"``."""
     squeeze = B.dim() == 4
     Bs = B.squeeze(1) if squeeze else B
-    ctype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    ctype = compute_dtype(u)
     v = delta.to(ctype) + (delta_bias.to(ctype)[:, None] if delta_bias is not None else 0)
     dt, abar, bu = discretize(u, delta, A, Bs, delta_bias, delta_softplus)
     g = g.to(ctype)

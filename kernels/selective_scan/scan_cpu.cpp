@@ -12,6 +12,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "scan_cpu_math.h"
@@ -44,7 +46,8 @@ struct Sizes {
 
 // dt_t = softplus(delta_t + bias) (or without the softplus) for one row.
 template <typename T>
-SCAN_CPU_TARGETS void discretize_row(const T* __restrict__ delta, T bias, bool softplus, T* __restrict__ dt, int64_t L) {
+SCAN_CPU_TARGETS void discretize_row(const T* __restrict__ delta, T bias, bool softplus, T* __restrict__ dt,
+                                     int64_t L) {
   if (softplus) {
 #pragma omp simd
     for (int64_t t = 0; t < L; ++t) dt[t] = scan_cpu::softplus(delta[t] + bias);
@@ -175,6 +178,17 @@ void backward_block(const T* g, const T* h, const T* dt, const T* u, const T* A,
 
 inline int64_t blocks_per_batch(int64_t D) { return (D + K - 1) / K; }
 
+// Runs fn(width, d) on the block of channels that starts at d0: once with width K for a full block, or once per
+// channel with width 1 for the last, shorter one (width is a compile-time constant, std::integral_constant).
+template <typename Fn>
+void for_block(int64_t d0, int64_t D, Fn&& fn) {
+  if (d0 + K <= D) {
+    fn(std::integral_constant<int64_t, K>{}, d0);
+  } else {
+    for (int64_t d = d0; d < D; ++d) fn(std::integral_constant<int64_t, 1>{}, d);
+  }
+}
+
 // (h (b, D, N, L), delta' (b, D, L)) from delta, u (b, D, L), A (D, N), B (b, N, L) and bias (D) or None.
 std::vector<at::Tensor> scan_fwd(const at::Tensor& delta, const c10::optional<at::Tensor>& bias, bool softplus,
                                  const at::Tensor& A, const at::Tensor& u, const at::Tensor& B) {
@@ -191,16 +205,14 @@ std::vector<at::Tensor> scan_fwd(const at::Tensor& delta, const c10::optional<at
     at::parallel_for(0, s.batch * nblk, grain, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> decay(K * s.L);
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / nblk, d0 = (task % nblk) * K, k = std::min(K, s.D - d0);
-        for (int64_t d = d0; d < d0 + k; ++d) {
+        const int64_t b = task / nblk, d0 = (task % nblk) * K;
+        for (int64_t d = d0; d < std::min(d0 + K, s.D); ++d) {
           const int64_t r = b * s.D + d;
           discretize_row(delta_p + r * s.L, bias_p ? bias_p[d] : scalar_t(0), softplus, dt_p + r * s.L, s.L);
         }
-        if (k == K) {
-          forward_block<scalar_t, K>(dt_p, u_p, A_p, B_p, h_p, b, d0, s, decay.data());
-        } else {
-          for (int64_t d = d0; d < s.D; ++d) forward_block<scalar_t, 1>(dt_p, u_p, A_p, B_p, h_p, b, d, s, decay.data());
-        }
+        for_block(d0, s.D, [&](auto width, int64_t d) {
+          forward_block<scalar_t, decltype(width)::value>(dt_p, u_p, A_p, B_p, h_p, b, d, s, decay.data());
+        });
       }
     });
   });
@@ -234,14 +246,10 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& g, const at::Tensor& dt, cons
       for (int64_t blk = begin; blk < end; ++blk) {
         const int64_t d0 = blk * K;
         for (int64_t b = 0; b < s.batch; ++b) {
-          if (d0 + K <= s.D) {
-            backward_block<scalar_t, K>(g_p, h_p, dt_p, u_p, A_p, B_p, softplus, b, d0, s, ddt_p, du_p, dA_p,
-                                        dbias_p, dB_acc, decay.data(), lam.data());
-          } else {
-            for (int64_t d = d0; d < s.D; ++d)
-              backward_block<scalar_t, 1>(g_p, h_p, dt_p, u_p, A_p, B_p, softplus, b, d, s, ddt_p, du_p, dA_p,
-                                          dbias_p, dB_acc, decay.data(), lam.data());
-          }
+          for_block(d0, s.D, [&](auto width, int64_t d) {
+            backward_block<scalar_t, decltype(width)::value>(g_p, h_p, dt_p, u_p, A_p, B_p, softplus, b, d, s, ddt_p,
+                                                             du_p, dA_p, dbias_p, dB_acc, decay.data(), lam.data());
+          });
         }
       }
     });
