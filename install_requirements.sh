@@ -362,10 +362,10 @@ else:  # without a GPU driver Triton runs only under its interpreter
                              env={"TRITON_INTERPRET": "1"})
 checks["project"] = probe("import models, kernels; print('models, kernels import')")
 checks["CPU kernels"] = probe("""
-    from kernels.selective_scan import cpp_available
-    from kernels.selective_scan.cpp_impl import cpp_unavailable_reason
-    assert cpp_available(), "not built (python -m kernels.build_cpu): " + cpp_unavailable_reason()
-    print("selective scan compiled for the CPU")
+    from kernels.build_cpu import check
+    failed = check()
+    assert not failed, "not built (python -m kernels.build_cpu): " + "; ".join(failed)
+    print("selective scan, criss-cross polyline attention compiled for the CPU")
 """)
 
 width = max(len(k) for k, _ in rows)

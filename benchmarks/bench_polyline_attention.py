@@ -1,9 +1,11 @@
-"""Benchmark: full-mode polyline-path masked attention, forward + backward.
+"""Benchmark: polyline-path masked attention, forward + backward, full mode (default) or ``--mode criss_cross``.
 
-Cases (same run, same inputs): ``dense`` = the official-style path (materialise the (B, n, N, N) log-mask with
-the official repeat/permute construction, two softmaxes, autograd backward), ``torch`` / ``triton`` = this
-package's memory-efficient exact path (``kernels.polyline_attention``, impl="torch" / "triton"), ``sdpa`` =
-plain unmasked ``F.scaled_dot_product_attention`` (no mask at all; a lower bound).
+Cases (same run, same inputs): ``dense`` = the official-style path (full mode: materialise the (B, n, N, N)
+log-mask with the official repeat/permute construction, two softmaxes, autograd backward; criss-cross mode: the
+reference, which builds the official 1-D masks and axial softmaxes, autograd backward), ``torch`` / ``cpp`` /
+``triton`` = this package's exact paths (``kernels.polyline_attention`` with that impl; ``cpp`` exists for the
+criss-cross mode), ``sdpa`` = plain unmasked ``F.scaled_dot_product_attention`` over all N tokens (no mask at
+all; a lower bound for the full mode).
 
 Shapes: batch 2, 8 heads, head dim 32, grids 14x14, 28x28, 56x56, 60x70 (N = 196, 784, 3136, 4200).
 
@@ -15,7 +17,7 @@ untimed run at the real shape. On CUDA it is
 ``torch.cuda.max_memory_allocated`` minus the memory allocated before the runs.
 
 Usage: ``python benchmarks/bench_polyline_attention.py [--device cpu|cuda] [--repeats 3] [--threads 2]
-[--sizes 14x14,28x28,56x56,60x70] [--impls dense,torch,sdpa] [--json PATH]``
+[--sizes 14x14,28x28,56x56,60x70] [--impls dense,torch,sdpa] [--mode full|criss_cross] [--json PATH]``
 
 ``--json PATH`` also writes the settings and every case's result (``null`` for a failed case) as JSON; the
 kernel-scaling figure (``figures/plot_kernel_scaling.py``) is drawn from such a file.
@@ -72,11 +74,11 @@ def _reset_peak_rss():
         f.write("5")
 
 
-def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int) -> dict:
+def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int, mode: str = "full") -> dict:
     import torch
     import torch.nn.functional as F
     sys.path.insert(0, ROOT)
-    from kernels.polyline_attention import polyline_attention
+    from kernels.polyline_attention import polyline_attention, polyline_attention_reference
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -88,13 +90,16 @@ def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int)
 
     def step():
         if impl == "dense":
-            out = dense_official(q, k, v, log_a, log_b)
+            if mode == "full":
+                out = dense_official(q, k, v, log_a, log_b)
+            else:
+                out = polyline_attention_reference(q, k, v, log_a, log_b, mode, 1.0)
             out.backward(grad)
         elif impl == "sdpa":
             out = F.scaled_dot_product_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), scale=1.0)
             out.backward(grad.flatten(2, 3))
         else:
-            out = polyline_attention(q, k, v, log_a, log_b, mode="full", scale=1.0, impl=impl)
+            out = polyline_attention(q, k, v, log_a, log_b, mode=mode, scale=1.0, impl=impl)
             out.backward(grad)
         for t in (q, k, v, log_a, log_b):
             t.grad = None
@@ -140,29 +145,33 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default="14x14,28x28,56x56,60x70")
-    ap.add_argument("--impls", default=None, help="default: dense,torch,sdpa (+triton on cuda)")
+    ap.add_argument("--impls", default=None,
+                    help="default: dense,torch,sdpa (+triton on cuda in full mode, +cpp on cpu in criss-cross mode)")
+    ap.add_argument("--mode", default="full", choices=["full", "criss_cross"])
     ap.add_argument("--json", default=None, help="also write the settings and results to this JSON file")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:  # child process: one case
         impl, h, w = args.case.split(":")
-        print(json.dumps(run_case(impl, int(h), int(w), args.device, args.repeats, args.threads)))
+        print(json.dumps(run_case(impl, int(h), int(w), args.device, args.repeats, args.threads, args.mode)))
         return
-    impls = args.impls.split(",") if args.impls else (
-        ["dense", "torch", "triton", "sdpa"] if args.device == "cuda" else ["dense", "torch", "sdpa"])
+    fast = ("triton" if args.device == "cuda" else None) if args.mode == "full" else (
+        "cpp" if args.device == "cpu" else None)
+    impls = args.impls.split(",") if args.impls else ["dense", "torch"] + ([fast] if fast else []) + ["sdpa"]
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     mem = "torch.cuda.max_memory_allocated" if args.device == "cuda" else "peak RSS growth (VmHWM) after warm-up, one subprocess per case"
-    print(f"full-mode polyline attention fwd+bwd, B=2, heads=8, d=32, device={args.device}, "
+    print(f"{args.mode} polyline attention fwd+bwd, B=2, heads=8, d=32, device={args.device}, "
           f"threads={args.threads}, median of {args.repeats}; memory: {mem}")
-    header = f"{'grid':>7} {'N':>5} | " + " | ".join(f"{i:>8} s  {i:>6} MiB" for i in impls) + \
-        " | torch/dense time  torch/dense mem  torch/sdpa time"
+    ours = [i for i in impls if i not in ("dense", "sdpa")]
+    header = f"{'grid':>7} {'N':>5} | " + " | ".join(f"{i:>8} s  {i:>6} MiB" for i in impls) + " |" + "".join(
+        f" {i + '/dense time':>16} {i + '/dense mem':>16} {i + '/sdpa time':>16}" for i in ours)
     print(header)
     results = []
     for h, w in sizes:
         res = {}
         for impl in impls:
             cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{impl}:{h}:{w}", "--device", args.device,
-                   "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                   "--repeats", str(args.repeats), "--threads", str(args.threads), "--mode", args.mode]
             p = subprocess.run(cmd, capture_output=True, text=True)
             if p.returncode != 0:
                 res[impl] = None
@@ -175,14 +184,16 @@ def main():
             r = res.get(impl)
             cells.append(f"{r['time']:>10.4f}  {r['peak'] / 2 ** 20:>10.1f}" if r else f"{'n/a':>10}  {'n/a':>10}")
         ratio = ""
-        t, dn, sd = res.get("torch"), res.get("dense"), res.get("sdpa")
-        if t and dn:
-            ratio += f" {t['time'] / dn['time']:>16.3f} {t['peak'] / max(dn['peak'], 1):>16.3f}"
-        if t and sd:
-            ratio += f" {t['time'] / sd['time']:>16.3f}"
+        dn, sd = res.get("dense"), res.get("sdpa")
+        for impl in ours:
+            t = res.get(impl)
+            ratio += f" {t['time'] / dn['time']:>16.3f} {t['peak'] / max(dn['peak'], 1):>16.3f}" if t and dn else \
+                f" {'n/a':>16} {'n/a':>16}"
+            ratio += f" {t['time'] / sd['time']:>16.3f}" if t and sd else f" {'n/a':>16}"
         print(f"{h:>3}x{w:<3} {h * w:>5} | " + " | ".join(cells) + " |" + ratio, flush=True)
     if args.json:
-        write_json(args.json, dict(benchmark="polyline attention, full mode, fwd+bwd", batch=2, heads=8, head_dim=32,
+        write_json(args.json, dict(benchmark=f"polyline attention, {args.mode} mode, fwd+bwd", mode=args.mode,
+                                   batch=2, heads=8, head_dim=32,
                                    device=args.device, threads=args.threads, repeats=args.repeats, memory=mem,
                                    time="median seconds", peak="bytes", results=results))
 

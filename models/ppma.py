@@ -54,7 +54,7 @@ Differences from the official code (none changes the outputs of official weights
   official factories hard-code it and ignore ``--drop_path``).
 - ``mask_placement`` (PPMA only): ``'logits'`` (official) or ``'post_softmax'`` (paper notation, ablation);
   see ``kernels/polyline_attention/naive.py``. ``attn_impl`` selects the kernel path
-  (``'auto' | 'torch' | 'triton' | 'reference'``).
+  (``'auto' | 'torch' | 'cpp' | 'triton' | 'reference'``).
 - ``no_weight_decay`` returns an empty set (the official one names parameters that do not exist).
 - the official ``MemoryEfficientSwish`` autograd function is replaced by ``x * sigmoid(x)`` (same values).
 - inputs smaller than 32x32 raise ``ValueError`` (the stride-32 stage would be empty on the natural grid).
@@ -348,7 +348,7 @@ class PPMAViT(nn.Module):
         attn_type: ``'ppma'`` (learned polyline mask) or ``'rmt'`` (fixed Manhattan decay).
         chunkwise_recurrents: per stage, True -> criss-cross (decomposed) attention, False -> full attention.
         mask_placement: PPMA mask ablation, ``'logits'`` (official) or ``'post_softmax'``.
-        attn_impl: polyline kernel path, ``'auto' | 'torch' | 'triton' | 'reference'``.
+        attn_impl: polyline kernel path, ``'auto' | 'torch' | 'cpp' | 'triton' | 'reference'``.
         out_norm: add the downstream backbone's output LayerNorms ``outnorm{i}`` (eps 1e-5).
         init_values, heads_ranges: RMT decay parameters (stored but unused by PPMA, as in the official code).
     """

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kernels.polyline_attention import polyline_attention, polyline_attention_reference
+from kernels.polyline_attention.criss_cross_cpp import cpp_available as polyline_cpp_available
 from kernels.selective_scan import cpp_available, selective_scan, selective_scan_ref
 from kernels.state_fusion import state_fusion, state_fusion_ref
 
@@ -62,7 +63,10 @@ POLY_REGIMES = {"near-zero decay": 25.0, "near-one decay": 1e-6}
 @pytest.mark.slow
 @pytest.mark.parametrize("regime", list(POLY_REGIMES))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_polyline_extreme_decays_half_inputs(regime, dtype):
+@pytest.mark.parametrize("mode,impl", [("full", "torch"), ("criss_cross", "cpp")])
+def test_polyline_extreme_decays_half_inputs(regime, dtype, mode, impl):
+    if impl == "cpp" and not polyline_cpp_available():
+        pytest.skip("CPU extension not built")
     g = torch.Generator().manual_seed(1)
     # fp16 (the dtype that overflows) at N = 4200; bf16 (fp32's range) at a quarter of it, for test time
     shape = (1, 1, 60, 70) if dtype == torch.float16 else (1, 1, 30, 35)
@@ -72,9 +76,10 @@ def test_polyline_extreme_decays_half_inputs(regime, dtype):
     lb = -mag * (0.5 + torch.rand(*shape, generator=g))
     gout = torch.randn(*shape, 32, generator=g)
     lowered = [q.to(dtype), k.to(dtype), v.to(dtype), la, lb]
-    out, grads = _grads(lambda *x: polyline_attention(*x, impl="torch"), lowered, gout)
+    out, grads = _grads(lambda *x: polyline_attention(*x, mode=mode, impl=impl), lowered, gout)
     assert out.dtype == dtype and torch.isfinite(out).all() and all(torch.isfinite(x).all() for x in grads)
-    ref, grads_ref = _grads(polyline_attention_reference, [t.double() for t in lowered], gout.double())
+    ref, grads_ref = _grads(lambda *x: polyline_attention_reference(*x, mode), [t.double() for t in lowered],
+                            gout.double())
     tol = 1e-2 if dtype == torch.float16 else 4e-2  # outputs and q/k/v gradients are rounded to the half dtype
     assert _rel(out, ref) < tol, _rel(out, ref)
     for name, a, r in zip(("dq", "dk", "dv", "dlog_a", "dlog_b"), grads, grads_ref):

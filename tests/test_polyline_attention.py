@@ -1,4 +1,5 @@
-"""Tests of kernels.polyline_attention: reference semantics, memory-efficient torch path, Triton path."""
+"""Tests of kernels.polyline_attention: reference semantics, memory-efficient torch path, compiled CPU criss-cross
+path, Triton path."""
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from kernels.polyline_attention import (
     structured_mask_1d,
     triton_available,
 )
+from kernels.polyline_attention import _resolve_impl
+from kernels.polyline_attention.criss_cross_cpp import cpp_available, cpp_unavailable_reason
 from kernels.polyline_attention.naive import axial_masks
 from helpers import assert_close
 
@@ -158,6 +161,75 @@ def test_gradient_tie_positions_match_official():
             assert_close(a, b, 1e-12, what=f"{mode} tie grads")
 
 
+# ------------------------------------------------------------------------------ compiled CPU criss-cross path
+needs_cpp = pytest.mark.skipif(not cpp_available(), reason=f"CPU extension not built: {cpp_unavailable_reason()}")
+
+# lines shorter and longer than a register tile (16), not multiples of it; head dims below, at and above it
+CPP_CASES = [(1, 13, 4, 3), (13, 1, 4, 4), (3, 7, 5, 6), (19, 17, 20, 16), (5, 37, 16, 33), (1, 1, 2, 2)]
+
+
+def _cc_grads(impl, inputs, gout, scale):
+    out = polyline_attention(*inputs, mode="criss_cross", scale=scale, impl=impl)
+    return out, torch.autograd.grad(out, inputs, gout)
+
+
+@needs_cpp
+@pytest.mark.parametrize("h,w,d,dv", CPP_CASES)
+def test_cpp_criss_cross_matches_reference_fp64(h, w, d, dv):
+    inputs = _inputs(2, 2, h, w, d, dv=dv, seed=h * 7 + w)
+    gout = torch.randn(2, 2, h, w, dv, dtype=torch.float64)
+    ref, gref = _cc_grads("reference", inputs, gout, 0.8)
+    out, grads = _cc_grads("cpp", inputs, gout, 0.8)
+    assert_close(out, ref, 1e-12, what="cpp forward")
+    for name, a, b in zip(["q", "k", "v", "log_a", "log_b"], grads, gref):
+        assert_close(a, b, 1e-11, what=f"cpp grad {name}")
+
+
+@needs_cpp
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpp_criss_cross_fp32_threads(threads):
+    """fp32 at a stage-like shape (lines of 28 and 21, head dim 16) on one and two threads."""
+    inputs = [t.detach().float().requires_grad_() for t in _inputs(2, 3, 21, 28, 16, decay=1.0, seed=3)]
+    gout = torch.randn(2, 3, 21, 28, 16)
+    ref, gref = _cc_grads("reference", inputs, gout, 1.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out, grads = _cc_grads("cpp", inputs, gout, 1.0)
+    finally:
+        torch.set_num_threads(before)
+    assert_close(out, ref, 2e-6, what="cpp forward fp32")
+    for name, a, b in zip(["q", "k", "v", "log_a", "log_b"], grads, gref):
+        assert_close(a, b, 1e-4, 1e-4, what=f"cpp grad {name} fp32")
+
+
+@needs_cpp
+def test_cpp_criss_cross_gradcheck_fp64():
+    inputs = _inputs(1, 2, 3, 4, 3, dv=2)
+    fn = lambda *t: polyline_attention(*t, mode="criss_cross", scale=0.9, impl="cpp")
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+@needs_cpp
+def test_cpp_criss_cross_half_inputs():
+    inputs = [t.detach().bfloat16().requires_grad_() for t in _inputs(1, 2, 6, 9, 16, seed=5)]
+    out = polyline_attention(*inputs, mode="criss_cross", impl="cpp")
+    out.float().square().sum().backward()
+    assert out.dtype == torch.bfloat16 and all(t.grad.dtype == torch.bfloat16 for t in inputs)
+    ref = polyline_attention_reference(*(t.detach().double() for t in inputs), "criss_cross")
+    assert (out.double() - ref).abs().max() < 2e-2, _err(out.double(), ref)
+
+
+def test_cpp_dispatch():
+    q = torch.zeros(1, 1, 2, 2, 2)
+    assert _resolve_impl("auto", "criss_cross", q) == ("cpp" if cpp_available() else "torch")
+    assert _resolve_impl("auto", "full", q) == "torch"
+    assert _resolve_impl("cpp", "full", q) == "torch"  # the full mode has no compiled CPU path
+    if not cpp_available():
+        with pytest.raises(RuntimeError, match="kernels.build_cpu"):
+            _resolve_impl("cpp", "criss_cross", q)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_forward_n4200_finite(dtype):
@@ -194,7 +266,9 @@ def test_entry_point_errors():
 def test_custom_ops_opcheck():
     q, k, v, la, lb = (t.detach().float().requires_grad_() for t in _inputs(1, 2, 2, 3, 4))
     torch.library.opcheck(torch.ops.ppma.polyline_full.default, (q, k, v, la, lb, 1.0, "torch", 0, 0))
-    torch.library.opcheck(torch.ops.ppma.polyline_criss_cross.default, (q, k, v, la, lb, 1.0))
+    torch.library.opcheck(torch.ops.ppma.polyline_criss_cross.default, (q, k, v, la, lb, 1.0, "torch"))
+    if cpp_available():
+        torch.library.opcheck(torch.ops.ppma.polyline_criss_cross.default, (q, k, v, la, lb, 1.0, "cpp"))
 
 
 @pytest.mark.slow

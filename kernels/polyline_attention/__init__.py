@@ -16,9 +16,12 @@ Public entry point::
   - ``"torch"``: full mode: tiled flash-style exact path that never materialises N x N tensors, with its own
     recomputing backward (``tiled.py``); criss-cross mode: axial path with a hand-written recomputing
     backward (``criss_cross.py``);
+  - ``"cpp"``: criss-cross mode compiled for the CPU, forward and backward (``criss_cross_cpu.cpp``, built by
+    ``python -m kernels.build_cpu``; the full mode runs ``"torch"``);
   - ``"triton"``: Triton forward + backward for the full mode (``triton_impl.py``; criss-cross mode uses
     the torch path, which is matmul-bound already);
-  - ``"auto"``: ``"triton"`` for full mode on CUDA tensors when Triton is importable, ``"torch"`` otherwise.
+  - ``"auto"``: ``"triton"`` for full mode on CUDA tensors when Triton is importable; ``"cpp"`` for the
+    criss-cross mode on CPU tensors when it is built; ``"torch"`` otherwise.
 
   ``"torch"`` and ``"triton"`` are registered as ``torch.library.custom_op`` s (``ppma::polyline_full``,
   ``ppma::polyline_criss_cross`` with their backward ops) with fake kernels and autograd, so
@@ -37,6 +40,7 @@ import torch
 from torch import Tensor
 
 from .criss_cross import cc_backward, cc_forward
+from .criss_cross_cpp import cc_cpp_backward, cc_cpp_forward, cpp_available, cpp_unavailable_reason
 from .naive import (
     MASK_PLACEMENTS,
     MODES,
@@ -59,7 +63,7 @@ __all__ = [
     "triton_available",
 ]
 
-IMPLS = ("reference", "torch", "triton", "auto")
+IMPLS = ("reference", "torch", "cpp", "triton", "auto")
 
 
 def triton_available() -> bool:
@@ -129,37 +133,37 @@ _polyline_full.register_autograd(_full_backward, setup_context=_full_setup)
 
 # ---------------------------------------------------------------------------------------- criss-cross op
 @torch.library.custom_op("ppma::polyline_criss_cross", mutates_args=())
-def _polyline_cc(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor, scale: float) -> Tensor:
-    return cc_forward(q, k, v, log_a, log_b, scale)
+def _polyline_cc(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor, scale: float, impl: str) -> Tensor:
+    return (cc_cpp_forward if impl == "cpp" else cc_forward)(q, k, v, log_a, log_b, scale)
 
 
 @_polyline_cc.register_fake
-def _(q, k, v, log_a, log_b, scale):
+def _(q, k, v, log_a, log_b, scale, impl):
     return q.new_empty(*q.shape[:4], v.shape[-1])
 
 
 @torch.library.custom_op("ppma::polyline_criss_cross_bwd", mutates_args=())
 def _polyline_cc_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor,
-                     scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return cc_backward(grad_out, q, k, v, log_a, log_b, scale)
+                     scale: float, impl: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return (cc_cpp_backward if impl == "cpp" else cc_backward)(grad_out, q, k, v, log_a, log_b, scale)
 
 
 @_polyline_cc_bwd.register_fake
-def _(grad_out, q, k, v, log_a, log_b, scale):
+def _(grad_out, q, k, v, log_a, log_b, scale, impl):
     return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(log_a),
             torch.empty_like(log_b))
 
 
 def _cc_setup(ctx, inputs, output):
-    q, k, v, log_a, log_b, scale = inputs
+    q, k, v, log_a, log_b, scale, impl = inputs
     ctx.save_for_backward(q, k, v, log_a, log_b)
-    ctx.scale = scale
+    ctx.cfg = (scale, impl)
 
 
 def _cc_backward(ctx, grad_out):
     q, k, v, log_a, log_b = ctx.saved_tensors
-    grads = _polyline_cc_bwd(grad_out.contiguous(), q, k, v, log_a, log_b, ctx.scale)
-    return (*grads, None)
+    grads = _polyline_cc_bwd(grad_out.contiguous(), q, k, v, log_a, log_b, *ctx.cfg)
+    return (*grads, None, None)
 
 
 _polyline_cc.register_autograd(_cc_backward, setup_context=_cc_setup)
@@ -170,11 +174,18 @@ def _resolve_impl(impl: str, mode: str, q: Tensor) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        return "triton" if (mode == "full" and q.is_cuda and triton_available()) else "torch"
-    if impl == "triton" and mode != "full":
+        if mode == "full":
+            return "triton" if q.is_cuda and triton_available() else "torch"
+        return "cpp" if q.device.type == "cpu" and cpp_available() else "torch"
+    if (impl == "triton" and mode != "full") or (impl == "cpp" and mode != "criss_cross"):
         return "torch"
     if impl == "triton" and not triton_available():
         raise RuntimeError("impl='triton' was requested but triton is not importable")
+    if impl == "cpp" and q.device.type != "cpu":
+        raise ValueError(f"impl='cpp' runs on CPU tensors, got {q.device.type} tensors")
+    if impl == "cpp" and not cpp_available():
+        raise RuntimeError("impl='cpp' was requested but the compiled CPU criss-cross attention is not built "
+                           f"(run `python -m kernels.build_cpu`): {cpp_unavailable_reason()}")
     return impl
 
 
@@ -199,7 +210,7 @@ def polyline_attention(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Te
     q, k, v, log_a, log_b = (t.contiguous() for t in (q, k, v, log_a, log_b))
     if mode == "full":
         return _polyline_full(q, k, v, log_a, log_b, scale, impl, int(block_q or 0), int(block_k or 0))[0]
-    return _polyline_cc(q, k, v, log_a, log_b, scale)
+    return _polyline_cc(q, k, v, log_a, log_b, scale, impl)
 
 
 # ---------------------------------------------------------------------------------------- fvcore

@@ -5,7 +5,7 @@ when it is not built, ``impl="auto"`` takes the chunked PyTorch path and ``impl=
 
 Inputs are converted to the compute dtype (fp32; fp64 for fp64 inputs) and made contiguous here; gradients
 come back in that dtype (the op casts them to the inputs'). fp32 exp / log1p are polynomials within a few ulp
-of libm (``scan_cpu_math.h``); fp64 uses libm.
+of libm (``kernels/cpu_math.h``); fp64 uses libm.
 """
 from __future__ import annotations
 

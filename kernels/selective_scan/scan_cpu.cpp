@@ -16,20 +16,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "scan_cpu_math.h"
+#include "../cpu_math.h"
 
 namespace {
 
-using scan_cpu::exp_;
-
-// The loops are compiled for AVX-512, AVX2 + FMA and the baseline, and the loader picks one for the CPU it runs
-// on (GCC's function multiversioning): the build machine's CPU does not matter, and the fp32 exp / log in the
-// wide versions run 3-5 times faster than in SSE2.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 11
-#define SCAN_CPU_TARGETS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define SCAN_CPU_TARGETS
-#endif
+using cpu_math::exp_;
 
 // Rows of about this many scalar steps make one task: enough work to pay for a hand-off between threads.
 constexpr int64_t kGrainSteps = 8192;
@@ -46,11 +37,11 @@ struct Sizes {
 
 // dt_t = softplus(delta_t + bias) (or without the softplus) for one row.
 template <typename T>
-SCAN_CPU_TARGETS void discretize_row(const T* __restrict__ delta, T bias, bool softplus, T* __restrict__ dt,
+CPU_MATH_TARGETS void discretize_row(const T* __restrict__ delta, T bias, bool softplus, T* __restrict__ dt,
                                      int64_t L) {
   if (softplus) {
 #pragma omp simd
-    for (int64_t t = 0; t < L; ++t) dt[t] = scan_cpu::softplus(delta[t] + bias);
+    for (int64_t t = 0; t < L; ++t) dt[t] = cpu_math::softplus(delta[t] + bias);
   } else {
 #pragma omp simd
     for (int64_t t = 0; t < L; ++t) dt[t] = delta[t] + bias;
@@ -59,14 +50,14 @@ SCAN_CPU_TARGETS void discretize_row(const T* __restrict__ delta, T bias, bool s
 
 // decay_t = exp(dt_t a) for one row.
 template <typename T>
-SCAN_CPU_TARGETS void decay_row(const T* __restrict__ dt, T a, T* __restrict__ decay, int64_t L) {
+CPU_MATH_TARGETS void decay_row(const T* __restrict__ dt, T a, T* __restrict__ decay, int64_t L) {
 #pragma omp simd
   for (int64_t t = 0; t < L; ++t) decay[t] = exp_(dt[t] * a);
 }
 
 // x_t = dt_t B_t u_t for one row (the recurrence's input, written where the states go).
 template <typename T>
-SCAN_CPU_TARGETS void input_row(const T* __restrict__ dt, const T* __restrict__ Bn, const T* __restrict__ u,
+CPU_MATH_TARGETS void input_row(const T* __restrict__ dt, const T* __restrict__ Bn, const T* __restrict__ u,
                                 T* __restrict__ x, int64_t L) {
 #pragma omp simd
   for (int64_t t = 0; t < L; ++t) x[t] = dt[t] * Bn[t] * u[t];
@@ -75,11 +66,11 @@ SCAN_CPU_TARGETS void input_row(const T* __restrict__ dt, const T* __restrict__ 
 // ddt_t *= softplus'(v_t) = sigmoid(v_t) = 1 - exp(-dt_t) (1 above the threshold, to rounding) for one row;
 // returns the row's sum (its share of ddelta_bias).
 template <typename T>
-SCAN_CPU_TARGETS T softplus_grad_row(const T* __restrict__ dt, T* __restrict__ ddt, int64_t L) {
+CPU_MATH_TARGETS T softplus_grad_row(const T* __restrict__ dt, T* __restrict__ ddt, int64_t L) {
   T sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t t = 0; t < L; ++t) {
-    ddt[t] *= scan_cpu::one_minus_exp_neg(dt[t]);
+    ddt[t] *= cpu_math::one_minus_exp_neg(dt[t]);
     sum += ddt[t];
   }
   return sum;
@@ -114,7 +105,7 @@ void forward_block(const T* dt, const T* u, const T* A, const T* B, T* h, int64_
 // Gradients (before softplus') of channel d0 + j's row r for state n, from its adjoint lam: ddt and du are
 // accumulated over the states, dB (this thread's copy) over the channels; returns this row's share of dA.
 template <typename T>
-SCAN_CPU_TARGETS T gradient_row(const T* __restrict__ lam, const T* __restrict__ decay, const T* __restrict__ h,
+CPU_MATH_TARGETS T gradient_row(const T* __restrict__ lam, const T* __restrict__ decay, const T* __restrict__ h,
                const T* __restrict__ dt, const T* __restrict__ u, const T* __restrict__ Bn, T a,
                T* __restrict__ ddt, T* __restrict__ du, T* __restrict__ dBn, int64_t L) {
   {  // t = 0: d(dt_0 a) = 0 (h_{-1} = 0); peeled so that the loop below has no branch and vectorises
