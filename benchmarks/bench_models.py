@@ -44,7 +44,8 @@ def _rss(field: str) -> int:
 
 
 def _official_model(name: str, official_root: str, pylib: str | None):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    # run as a script, its folder is on the path but not the repository root (benchmarks.* is no installed package)
+    sys.path[:0] = [os.path.join(ROOT, "tools"), ROOT]
     from official_models import Official, variant_builders
 
     off = Official(pathlib.Path(official_root), pathlib.Path(pylib) if pylib else None, exact_scan=False)

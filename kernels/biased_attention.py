@@ -1,13 +1,18 @@
 """softmax(q k^T + bias) v with an additive float bias (RMT's Manhattan decay mask), on the path that is fastest
-where the tensors live. Not a custom kernel: a dispatch between two PyTorch paths, kept here because device
-branches belong in ``kernels/``.
+where the tensors live. Not a custom kernel: a dispatch between PyTorch paths, kept here because device branches
+belong in ``kernels/``.
 
 - CUDA: ``F.scaled_dot_product_attention`` (its memory-efficient kernel takes a float mask and keeps only the
   log-sum-exp for the backward, not the N x N probabilities);
-- CPU, and while jit-tracing (FLOP counters must see the two matmuls, as in the official code): the three
-  explicit ops. SDPA's CPU path for a float mask is the math path with a guard for fully masked rows
-  (``isneginf`` / ``all`` / ``where`` over the scores, and its backward), ~5 % of an RMT-T training step on
-  CPU, which a finite decay mask never needs.
+- CPU, 4-D inputs and a bias without gradient (RMT's full attention): SDPA as well, which there runs its fused
+  flash kernel (tiles of the scores stay in cache; the backward recomputes them from the log-sum-exp): at
+  N = 4200 (60 x 70, 8 heads, d 32, 2 threads) 4.1x faster forward and 2.2x forward + backward than the
+  explicit ops, without their N x N probabilities;
+- CPU otherwise (RMT's axial attention: 5-D, short lines, where the explicit ops are as fast; a bias that needs
+  its gradient, which the flash kernel does not give), and while jit-tracing (FLOP counters must see the two
+  matmuls, as in the official code): the three explicit ops. SDPA would take its math path there, with a guard
+  for fully masked rows (``isneginf`` / ``all`` / ``where`` over the scores, and its backward), ~5 % of an
+  RMT-T training step on CPU, which a finite decay mask never needs.
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ __all__ = ["biased_attention"]
 
 def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float = 1.0) -> Tensor:
     """q, k (..., N, d), v (..., N, dv), bias broadcastable to (..., N, N); returns (..., N, dv)."""
-    if q.is_cuda and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+    if not (torch.jit.is_tracing() or torch.jit.is_scripting()) and (
+            q.is_cuda or (q.dim() == 4 and bias.dim() == 4 and not bias.requires_grad)):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
     s = q @ k.transpose(-1, -2)
     if scale != 1.0:

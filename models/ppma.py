@@ -143,6 +143,13 @@ class RotaryPositionEmbedding2D(nn.Module):
         index = torch.arange(length).to(self.decay)
         return (index[:, None] - index[None, :]).abs() * self.decay[:, None, None]
 
+    def manhattan_masks(self, h: int, w: int, full: bool) -> tuple[torch.Tensor, ...]:
+        """The masks one RMT stage's blocks share, built once per stage call as the official ``RetNetRelPos2d``
+        does: ``(mask (1, n, N, N),)`` for full attention, ``(mask_h (n, H, H), mask_w (n, W, W))`` otherwise."""
+        if full:
+            return (self.manhattan_mask_2d(h, w)[None],)
+        return self.manhattan_mask_1d(h), self.manhattan_mask_1d(w)
+
 
 class PathEmbedding2D(nn.Module):
     """Input-dependent polyline decays (official ``PathEmbeding2D``; Mamba2-style dt * A per head).
@@ -217,7 +224,7 @@ class PolylinePathAttention(_AttentionBase):
         self.attn_impl = attn_impl
         self.path_embed = PathEmbedding2D(dim, num_heads)
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, relpos=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, masks=None) -> torch.Tensor:
         q, k, v, lepe = self._qkv(x, sin, cos)
         log_a, log_b = self.path_embed(x)
         o = polyline_attention(q, k, v, log_a, log_b, mode=self.mode, scale=1.0, impl=self.attn_impl,
@@ -232,16 +239,16 @@ class ManhattanAttention(_AttentionBase):
         super().__init__(dim, num_heads)
         self.mode = mode
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, relpos=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, masks=None) -> torch.Tensor:
+        """``masks``: the stage's :meth:`RotaryPositionEmbedding2D.manhattan_masks`."""
         b, h, w, _ = x.shape
         q, k, v, lepe = self._qkv(x, sin, cos)
         n, d = self.num_heads, self.head_dim
         if self.mode == 'full':
-            mask = relpos.manhattan_mask_2d(h, w)  # (n, N, N)
-            o = biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), mask)
+            o = biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), masks[0])  # mask (1, n, N, N)
             o = o.view(b, n, h, w, d)
         else:
-            mask_h, mask_w = relpos.manhattan_mask_1d(h), relpos.manhattan_mask_1d(w)
+            mask_h, mask_w = masks
             # rows: (B, H, n, W, d) with mask (n, W, W); then columns: (B, W, n, H, d) with mask (n, H, H)
             o = biased_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask_w)
             o = o.permute(0, 3, 2, 1, 4)  # (B, W, n, H, d)
@@ -282,9 +289,9 @@ class Block(nn.Module):
             self.gamma_1 = nn.Parameter(layer_init_values * torch.ones(1, 1, 1, dim))
             self.gamma_2 = nn.Parameter(layer_init_values * torch.ones(1, 1, 1, dim))
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, relpos=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, masks=None) -> torch.Tensor:
         x = x + self.pos(x)
-        a = self.retention(self.retention_layer_norm(x), sin, cos, relpos)
+        a = self.retention(self.retention_layer_norm(x), sin, cos, masks)
         if self.layerscale:
             a = self.gamma_1 * a
         x = x + self.drop_path(a)
@@ -310,6 +317,7 @@ class Stage(nn.Module):
                  init_value: float, heads_range: float, mask_placement: str, attn_impl: str):
         super().__init__()
         self.dim = dim
+        self.full_attention = mode == 'full'
         self.grad_checkpointing = False
         self.Relpos = RotaryPositionEmbedding2D(dim, num_heads, init_value, heads_range, decay=attn_type == 'rmt')
         self.blocks = nn.ModuleList([
@@ -319,10 +327,11 @@ class Stage(nn.Module):
         self.downsample = PatchMerging(dim, out_dim) if out_dim is not None else None
 
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        sin, cos = self.Relpos(x.shape[1], x.shape[2])
-        relpos = self.Relpos if self.Relpos.decay is not None else None
+        h, w = x.shape[1], x.shape[2]
+        sin, cos = self.Relpos(h, w)
+        masks = self.Relpos.manhattan_masks(h, w, self.full_attention) if self.Relpos.decay is not None else None
         for blk in self.blocks:
-            x = run_block(blk, x, sin, cos, relpos, checkpointed=self.grad_checkpointing)
+            x = run_block(blk, x, sin, cos, masks, checkpointed=self.grad_checkpointing)
         return x
 
 

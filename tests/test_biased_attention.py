@@ -1,4 +1,5 @@
-"""kernels.biased_attention: the same function as SDPA with a float mask, without SDPA's CPU guard passes."""
+"""kernels.biased_attention: the same function as SDPA with a float mask; on CPU SDPA's fused kernel where it
+applies, never its guard passes."""
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
@@ -32,3 +33,20 @@ def test_cpu_path_has_no_fully_masked_row_guard():
     names = {e.key for e in prof.key_averages()}
     assert not names & {"aten::isneginf", "aten::all", "aten::_safe_softmax"}, names
     assert "aten::_softmax" in names
+
+
+def test_cpu_full_attention_runs_sdpa_flash_kernel():
+    """RMT's full attention (4-D, bias without gradient) takes SDPA's fused CPU kernel: equal to the explicit ops
+    (forward, q / k / v gradients) in fp64, and no N x N softmax is formed."""
+    q, k, v, bias = _inputs(2)
+    bias = bias.detach()[None]  # (1, n, N, N)
+    gout = torch.randn(2, 3, 14, 8, dtype=torch.float64)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = biased_attention(q, k, v, bias, scale=0.7)
+        grads = torch.autograd.grad(got, (q, k, v), gout)
+    names = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names and "aten::_softmax" not in names, names
+    want = torch.softmax(q @ k.transpose(-1, -2) * 0.7 + bias, -1) @ v
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    for a, b in zip(grads, torch.autograd.grad(want, (q, k, v), gout)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -256,7 +256,7 @@ def test_attention_block_matches_dense_math(kind, mode):
     x = torch.randn(2, h, w, c)
     sin, cos = relpos(h, w)
     with torch.no_grad():
-        got = attn(x, sin, cos, relpos if kind == "rmt" else None)
+        got = attn(x, sin, cos, relpos.manhattan_masks(h, w, mode == "full") if kind == "rmt" else None)
         want = _dense_block(attn, x, kind)
     err = (got - want).abs()
     assert err.max() < 2e-5, f"{kind}/{mode}: max abs err {err.max():.3e}, mean {err.mean():.3e}"
