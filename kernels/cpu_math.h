@@ -1,4 +1,4 @@
-// Shared by the kernels' compiled CPU paths (selective scan, criss-cross polyline attention): the targets their
+// Shared by the kernels' compiled CPU paths (selective scan, polyline attention): the targets their
 // loops are compiled for, and elementwise functions that the compiler vectorises inside `omp simd` loops
 // (libm's are one call per element): fp32 polynomials with Cephes' coefficients, within a few ulp of libm;
 // fp64 overloads call libm (fp64 is for gradient checks, not speed). Needs -fno-trapping-math, without which

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernels.polyline_attention import polyline_attention, polyline_attention_reference
-from kernels.polyline_attention.criss_cross_cpp import cpp_available as polyline_cpp_available
+from kernels.polyline_attention.cpp_impl import cpp_available as polyline_cpp_available
 from kernels.selective_scan import cpp_available, selective_scan, selective_scan_ref
 from kernels.state_fusion import state_fusion, state_fusion_ref
 
@@ -63,7 +63,7 @@ POLY_REGIMES = {"near-zero decay": 25.0, "near-one decay": 1e-6}
 @pytest.mark.slow
 @pytest.mark.parametrize("regime", list(POLY_REGIMES))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("mode,impl", [("full", "torch"), ("criss_cross", "cpp")])
+@pytest.mark.parametrize("mode,impl", [("full", "torch"), ("full", "cpp"), ("criss_cross", "cpp")])
 def test_polyline_extreme_decays_half_inputs(regime, dtype, mode, impl):
     if impl == "cpp" and not polyline_cpp_available():
         pytest.skip("CPU extension not built")

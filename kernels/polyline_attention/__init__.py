@@ -16,12 +16,13 @@ Public entry point::
   - ``"torch"``: full mode: tiled flash-style exact path that never materialises N x N tensors, with its own
     recomputing backward (``tiled.py``); criss-cross mode: axial path with a hand-written recomputing
     backward (``criss_cross.py``);
-  - ``"cpp"``: criss-cross mode compiled for the CPU, forward and backward (``criss_cross_cpu.cpp``, built by
-    ``python -m kernels.build_cpu``; the full mode runs ``"torch"``);
+  - ``"cpp"``: both modes compiled for the CPU, forward and backward (``full_cpu.cpp``: flash-style blocks of a
+    grid row of queries against every key; ``criss_cross_cpu.cpp``: one task per grid line; see ``cpp_impl.py``),
+    built by ``python -m kernels.build_cpu``;
   - ``"triton"``: Triton forward + backward for the full mode (``triton_impl.py``; criss-cross mode uses
     the torch path, which is matmul-bound already);
-  - ``"auto"``: ``"triton"`` for full mode on CUDA tensors when Triton is importable; ``"cpp"`` for the
-    criss-cross mode on CPU tensors when it is built; ``"torch"`` otherwise.
+  - ``"auto"``: ``"triton"`` for full mode on CUDA tensors when Triton is importable; ``"cpp"`` on CPU tensors
+    when it is built; ``"torch"`` otherwise.
 
   ``"torch"`` and ``"triton"`` are registered as ``torch.library.custom_op`` s (``ppma::polyline_full``,
   ``ppma::polyline_criss_cross`` with their backward ops) with fake kernels and autograd, so
@@ -40,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .criss_cross import cc_backward, cc_forward
-from .criss_cross_cpp import cc_cpp_backward, cc_cpp_forward, cpp_available, cpp_unavailable_reason
+from .cpp_impl import cpp_available, cpp_unavailable_reason, polyline_cpp_backward, polyline_cpp_forward
 from .naive import (
     MASK_PLACEMENTS,
     MODES,
@@ -75,7 +76,15 @@ def triton_available() -> bool:
     return True
 
 
+def _no_saved_stats(q):
+    """The compiled CPU path recomputes everything in its backward: empty stand-ins for (o1, o2, lse1, lse2)."""
+    ct = torch.float64 if q.dtype == torch.float64 else torch.float32
+    return tuple(q.new_empty(0, dtype=ct) for _ in range(4))
+
+
 def _run_full_fwd(q, k, v, log_a, log_b, scale, impl, block_q, block_k):
+    if impl == "cpp":
+        return (polyline_cpp_forward("full", q, k, v, log_a, log_b, scale), *_no_saved_stats(q))
     if impl == "triton":
         from .triton_impl import triton_full_forward
         return triton_full_forward(q, k, v, log_a, log_b, scale)
@@ -94,6 +103,8 @@ def _(q, k, v, log_a, log_b, scale, impl, block_q, block_k):
     b, n, h, w, d = q.shape
     ct = torch.float64 if q.dtype == torch.float64 else torch.float32
     out = q.new_empty(b, n, h, w, v.shape[-1])
+    if impl == "cpp":
+        return (out, *_no_saved_stats(q))
     o = q.new_empty(b, n, h * w, v.shape[-1], dtype=ct)
     lse = q.new_empty(b, n, h * w, dtype=ct)
     return out, o, torch.empty_like(o), lse, torch.empty_like(lse)
@@ -103,6 +114,8 @@ def _(q, k, v, log_a, log_b, scale, impl, block_q, block_k):
 def _polyline_full_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor, o1: Tensor,
                        o2: Tensor, lse1: Tensor, lse2: Tensor, scale: float, impl: str, block_q: int,
                        block_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if impl == "cpp":
+        return polyline_cpp_backward("full", grad_out, q, k, v, log_a, log_b, scale)
     if impl == "triton":
         from .triton_impl import triton_full_backward
         return triton_full_backward(grad_out, q, k, v, log_a, log_b, o1, o2, lse1, lse2, scale)
@@ -134,7 +147,9 @@ _polyline_full.register_autograd(_full_backward, setup_context=_full_setup)
 # ---------------------------------------------------------------------------------------- criss-cross op
 @torch.library.custom_op("ppma::polyline_criss_cross", mutates_args=())
 def _polyline_cc(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor, scale: float, impl: str) -> Tensor:
-    return (cc_cpp_forward if impl == "cpp" else cc_forward)(q, k, v, log_a, log_b, scale)
+    if impl == "cpp":
+        return polyline_cpp_forward("criss_cross", q, k, v, log_a, log_b, scale)
+    return cc_forward(q, k, v, log_a, log_b, scale)
 
 
 @_polyline_cc.register_fake
@@ -145,7 +160,9 @@ def _(q, k, v, log_a, log_b, scale, impl):
 @torch.library.custom_op("ppma::polyline_criss_cross_bwd", mutates_args=())
 def _polyline_cc_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor,
                      scale: float, impl: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return (cc_cpp_backward if impl == "cpp" else cc_backward)(grad_out, q, k, v, log_a, log_b, scale)
+    if impl == "cpp":
+        return polyline_cpp_backward("criss_cross", grad_out, q, k, v, log_a, log_b, scale)
+    return cc_backward(grad_out, q, k, v, log_a, log_b, scale)
 
 
 @_polyline_cc_bwd.register_fake
@@ -174,17 +191,17 @@ def _resolve_impl(impl: str, mode: str, q: Tensor) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        if mode == "full":
-            return "triton" if q.is_cuda and triton_available() else "torch"
-        return "cpp" if q.device.type == "cpu" and cpp_available() else "torch"
-    if (impl == "triton" and mode != "full") or (impl == "cpp" and mode != "criss_cross"):
+        if q.device.type == "cpu":
+            return "cpp" if cpp_available() else "torch"
+        return "triton" if mode == "full" and q.is_cuda and triton_available() else "torch"
+    if impl == "triton" and mode != "full":
         return "torch"
     if impl == "triton" and not triton_available():
         raise RuntimeError("impl='triton' was requested but triton is not importable")
     if impl == "cpp" and q.device.type != "cpu":
         raise ValueError(f"impl='cpp' runs on CPU tensors, got {q.device.type} tensors")
     if impl == "cpp" and not cpp_available():
-        raise RuntimeError("impl='cpp' was requested but the compiled CPU criss-cross attention is not built "
+        raise RuntimeError("impl='cpp' was requested but the compiled CPU polyline attention is not built "
                            f"(run `python -m kernels.build_cpu`): {cpp_unavailable_reason()}")
     return impl
 

@@ -3,7 +3,7 @@
 // instead of the (B, n, H, W, W) and (B, n, W, H, H) tensors that the PyTorch path writes and reads back a dozen
 // times. Nothing of size N^1.5 is kept: the probabilities are recomputed where they are needed again.
 //
-// Built by `python -m kernels.build_cpu` (install_requirements.sh runs it); criss_cross_cpp.py loads it and the
+// Built by `python -m kernels.build_cpu` (install_requirements.sh runs it); cpp_impl.py loads it and the
 // op falls back to criss_cross.py when it is not built. Math (criss_cross.py has the same in PyTorch):
 //   A_w = softmax(scale q k^T + Lw) per row, A_h the same per column, L(i, j) = (c_i - c_j) sgn(i - j) with c
 //   the cumulative log decay along the line (ca along W, cb along H);
@@ -18,10 +18,12 @@
 #include <vector>
 
 #include "../cpu_math.h"
+#include "cpu_tiles.h"
 
 namespace {
 
 using cpu_math::exp_;
+using namespace cpu_tiles;
 
 struct Grid {
   int64_t P, H, W, d, dv;
@@ -40,12 +42,6 @@ Line col_line(const Grid& g, int64_t c) {  // c = p * W + j
   return {p * g.H * g.W + j, g.W, g.H};
 }
 
-// Register tile of the small matrix products: kRows rows x kCols columns of the result kept in registers (4 x 16
-// fp32 = four AVX-512 registers), so that each loaded row of the right operand feeds kRows multiply-adds.
-constexpr int64_t kRows = 4, kCols = 16;
-
-int64_t padded(int64_t L) { return (L + kCols - 1) / kCols * kCols; }
-
 // Per-thread scratch, sized for the longest line; L x L matrices have rows of padded(L) (whole register tiles).
 template <typename T>
 struct Scratch {
@@ -54,74 +50,6 @@ struct Scratch {
   Scratch(int64_t L, int64_t cols)
       : ld(padded(L)), a(L * ld), da(L * ld), xt(cols * ld, T(0)), acc(L * cols), cum(ld, T(0)) {}
 };
-
-// c (R x C, rows ldc apart) = coef sum_t A(r, t) B(t, :) (+ c when accumulate); A(r, t) = a[r ars + t acs],
-// B(t, :) = b + t ldb. R and C are compile-time, so the accumulators stay in registers.
-template <typename T, int64_t R, int64_t C>
-CPU_MATH_INLINE void tile(const T* __restrict__ a, int64_t ars, int64_t acs, const T* __restrict__ b, int64_t ldb,
-                          int64_t K, T* __restrict__ c, int64_t ldc, T coef, bool accumulate) {
-  T acc[R][C] = {};
-  for (int64_t t = 0; t < K; ++t) {
-    const T* bt = b + t * ldb;
-    for (int64_t r = 0; r < R; ++r) {
-      const T w = a[r * ars + t * acs];
-#pragma omp simd
-      for (int64_t j = 0; j < C; ++j) acc[r][j] += w * bt[j];
-    }
-  }
-  for (int64_t r = 0; r < R; ++r) {
-    T* cr = c + r * ldc;
-#pragma omp simd
-    for (int64_t j = 0; j < C; ++j) cr[j] = (accumulate ? cr[j] : T(0)) + coef * acc[r][j];
-  }
-}
-
-template <typename T, int64_t R>
-CPU_MATH_INLINE void tile_row(const T* a, int64_t ars, int64_t acs, const T* b, int64_t ldb, int64_t N, int64_t K,
-                              T* c, int64_t ldc, T coef, bool accumulate) {
-  int64_t j = 0;
-  for (; j + kCols <= N; j += kCols) tile<T, R, kCols>(a, ars, acs, b + j, ldb, K, c + j, ldc, coef, accumulate);
-  for (; j < N; ++j) tile<T, R, 1>(a, ars, acs, b + j, ldb, K, c + j, ldc, coef, accumulate);
-}
-
-// c (M x N) = coef A B (+ c): the one small matrix product of this file, for every operand layout.
-template <typename T>
-CPU_MATH_TARGETS void gemm(int64_t M, int64_t N, int64_t K, const T* a, int64_t ars, int64_t acs, const T* b,
-                           int64_t ldb, T* c, int64_t ldc, T coef, bool accumulate) {
-  int64_t i = 0;
-  for (; i + kRows <= M; i += kRows)
-    tile_row<T, kRows>(a + i * ars, ars, acs, b, ldb, N, K, c + i * ldc, ldc, coef, accumulate);
-  for (; i < M; ++i) tile_row<T, 1>(a + i * ars, ars, acs, b, ldb, N, K, c + i * ldc, ldc, coef, accumulate);
-}
-
-// Reductions over a row: kCols partial sums, which GCC vectorises (it leaves `omp simd reduction` loops scalar
-// here). dot(x, y) with y = nullptr is the plain sum.
-template <typename T>
-CPU_MATH_INLINE T row_dot(const T* __restrict__ x, const T* __restrict__ y, int64_t n) {
-  T part[kCols] = {};
-  int64_t j = 0;
-  for (; j + kCols <= n; j += kCols) {
-    for (int64_t c = 0; c < kCols; ++c) part[c] += y ? x[j + c] * y[j + c] : x[j + c];
-  }
-  T sum = 0;
-  for (; j < n; ++j) sum += y ? x[j] * y[j] : x[j];
-  for (int64_t c = 0; c < kCols; ++c) sum += part[c];
-  return sum;
-}
-
-template <typename T>
-CPU_MATH_INLINE T row_max(const T* __restrict__ x, int64_t n) {
-  T part[kCols];
-  for (int64_t c = 0; c < kCols; ++c) part[c] = -std::numeric_limits<T>::infinity();
-  int64_t j = 0;
-  for (; j + kCols <= n; j += kCols) {
-    for (int64_t c = 0; c < kCols; ++c) part[c] = std::max(part[c], x[j + c]);
-  }
-  T mx = -std::numeric_limits<T>::infinity();
-  for (; j < n; ++j) mx = x[j] > mx ? x[j] : mx;
-  for (int64_t c = 0; c < kCols; ++c) mx = part[c] > mx ? part[c] : mx;
-  return mx;
-}
 
 // xt (cols x L, rows ld apart) = the line's rows of x (tokens x cols), transposed.
 template <typename T>
