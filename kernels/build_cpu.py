@@ -23,9 +23,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (importable module name, C++ source relative to the repository root, headers it includes)
 EXTENSIONS = [("kernels.selective_scan._scan_cpu", "kernels/selective_scan/scan_cpu.cpp", ["kernels/cpu_math.h"]),
               ("kernels.polyline_attention._criss_cross_cpu", "kernels/polyline_attention/criss_cross_cpu.cpp",
-               ["kernels/cpu_math.h", "kernels/polyline_attention/cpu_tiles.h"]),
+               ["kernels/cpu_math.h", "kernels/polyline_attention/cpu_tiles.h",
+                "kernels/polyline_attention/cpu_inputs.h"]),
               ("kernels.polyline_attention._full_cpu", "kernels/polyline_attention/full_cpu.cpp",
-               ["kernels/cpu_math.h", "kernels/polyline_attention/cpu_tiles.h"])]
+               ["kernels/cpu_math.h", "kernels/polyline_attention/cpu_tiles.h",
+                "kernels/polyline_attention/cpu_inputs.h"])]
 # -fopenmp: at::parallel_for's OpenMP pragmas (and `omp simd`) are compiled into these files; -fno-trapping-math
 # (as torch is built): without it GCC keeps floating-point selects as branches and does not vectorise them
 FLAGS = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]

@@ -17,32 +17,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..cpu_extension import CompiledExtension
 from .tiled import _rev_cumsum
 
 __all__ = ["cpp_available", "cpp_unavailable_reason", "polyline_cpp_backward", "polyline_cpp_forward"]
 
-try:
-    from . import _criss_cross_cpu, _full_cpu
-    _EXT = {"criss_cross": _criss_cross_cpu, "full": _full_cpu}
-    _REASON = ""
-except ImportError as err:  # not built, or built against another torch (undefined symbols)
-    _EXT = None
-    _REASON = str(err)
+_EXT = CompiledExtension("polyline attention", "kernels.polyline_attention._criss_cross_cpu",
+                         "kernels.polyline_attention._full_cpu")
 
 
 def cpp_available() -> bool:
-    return _EXT is not None
+    return _EXT.available
 
 
 def cpp_unavailable_reason() -> str:
-    return _REASON
+    return _EXT.reason
 
 
 def _require(mode: str):
-    if _EXT is None:
-        raise RuntimeError("the compiled CPU polyline attention is not built (run `python -m kernels.build_cpu`; "
-                           f"install_requirements.sh does): {_REASON}")
-    return _EXT[mode]
+    criss_cross, full = _EXT.require()
+    return criss_cross if mode == "criss_cross" else full
 
 
 def _planes(q, k, v, log_a, log_b):

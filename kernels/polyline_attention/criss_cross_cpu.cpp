@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../cpu_math.h"
+#include "cpu_inputs.h"
 #include "cpu_tiles.h"
 
 namespace {
@@ -167,23 +168,11 @@ void each_line(const Grid& g, bool by_rows, Fn&& fn) {
   });
 }
 
-void check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& ca,
-                  const at::Tensor& cb) {
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 && v.sizes().slice(0, 3) == q.sizes().slice(0, 3),
-              "criss_cross_cpu: q, k (P, H, W, d) and v (P, H, W, dv) expected");
-  TORCH_CHECK(ca.sizes() == q.sizes().slice(0, 3) && cb.sizes() == ca.sizes(),
-              "criss_cross_cpu: the cumulative decays must be (P, H, W)");
-  for (const auto* t : {&q, &k, &v, &ca, &cb}) {
-    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == q.scalar_type() && t->device().is_cpu(),
-                "criss_cross_cpu: contiguous CPU tensors of one floating dtype expected");
-  }
-}
-
 // out = 1/2 A_h (A_w v) + 1/2 A_w (A_h v): columns first (Z2 = A_h v), then rows (Y1 = A_w v and the
 // A_w Z2 half), then columns again (the A_h Y1 half, A_h recomputed).
 at::Tensor cc_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& ca,
                   const at::Tensor& cb, double scale) {
-  check_inputs(q, k, v, ca, cb);
+  cpu_inputs::check("criss_cross_cpu", q, k, v, ca, cb);
   const Grid g = grid_of(q, v);
   auto out = at::empty_like(v), z2 = at::empty_like(v), y1 = at::empty_like(v);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "criss_cross_cpu_fwd", [&] {
@@ -225,9 +214,8 @@ void attention_grads(const T* qp, const T* kp, T sc, const Grid& g, const Line& 
 // Columns (Z2, dY1), rows (Y1, dZ2 and everything of A_w), columns again (everything of A_h).
 std::vector<at::Tensor> cc_bwd(const at::Tensor& grad, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, const at::Tensor& ca, const at::Tensor& cb, double scale) {
-  check_inputs(q, k, v, ca, cb);
-  TORCH_CHECK(grad.sizes() == v.sizes() && grad.is_contiguous() && grad.scalar_type() == v.scalar_type(),
-              "criss_cross_cpu: the output gradient must be contiguous and shaped like v");
+  cpu_inputs::check("criss_cross_cpu", q, k, v, ca, cb);
+  cpu_inputs::check_grad("criss_cross_cpu", grad, v);
   const Grid g = grid_of(q, v);
   auto z2 = at::empty_like(v), dy1 = at::empty_like(v), y1 = at::empty_like(v), dz2 = at::empty_like(v);
   auto dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);

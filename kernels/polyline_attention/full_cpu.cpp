@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../cpu_math.h"
+#include "cpu_inputs.h"
 #include "cpu_tiles.h"
 
 namespace {
@@ -106,18 +107,6 @@ CPU_MATH_TARGETS void average(const T* a, const T* __restrict__ b, T* out, int64
   for (int64_t j = 0; j < n; ++j) out[j] = T(0.5) * a[j] + T(0.5) * b[j];
 }
 
-void check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& ca,
-                  const at::Tensor& cb) {
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 && v.sizes().slice(0, 3) == q.sizes().slice(0, 3),
-              "full_cpu: q, k (P, H, W, d) and v (P, H, W, dv) expected");
-  TORCH_CHECK(ca.sizes() == q.sizes().slice(0, 3) && cb.sizes() == ca.sizes(),
-              "full_cpu: the cumulative decays must be (P, H, W)");
-  for (const auto* t : {&q, &k, &v, &ca, &cb}) {
-    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == q.scalar_type() && t->device().is_cpu(),
-                "full_cpu: contiguous CPU tensors of one floating dtype expected");
-  }
-}
-
 Plane plane_of(const at::Tensor& q, const at::Tensor& v) {
   const int64_t H = q.size(1), W = q.size(2);
   return {H, W, H * W, q.size(3), v.size(3), padded(H * W)};
@@ -125,7 +114,7 @@ Plane plane_of(const at::Tensor& q, const at::Tensor& v) {
 
 at::Tensor full_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& ca,
                     const at::Tensor& cb, double scale) {
-  check_inputs(q, k, v, ca, cb);
+  cpu_inputs::check("full_cpu", q, k, v, ca, cb);
   const Plane s = plane_of(q, v);
   auto out = at::empty_like(v);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "polyline_full_cpu_fwd", [&] {
@@ -238,9 +227,8 @@ void plane_grads(const T* g, const T* q, const T* k, const T* v, const T* ca, co
 
 std::vector<at::Tensor> full_bwd(const at::Tensor& grad, const at::Tensor& q, const at::Tensor& k,
                                  const at::Tensor& v, const at::Tensor& ca, const at::Tensor& cb, double scale) {
-  check_inputs(q, k, v, ca, cb);
-  TORCH_CHECK(grad.sizes() == v.sizes() && grad.is_contiguous() && grad.scalar_type() == v.scalar_type(),
-              "full_cpu: the output gradient must be contiguous and shaped like v");
+  cpu_inputs::check("full_cpu", q, k, v, ca, cb);
+  cpu_inputs::check_grad("full_cpu", grad, v);
   const Plane s = plane_of(q, v);
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto dca = at::zeros_like(ca), dcb = at::zeros_like(cb);

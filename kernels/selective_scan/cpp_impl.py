@@ -14,31 +14,24 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..cpu_extension import CompiledExtension
 from .naive import compute_dtype
 
 __all__ = ["cpp_available", "cpp_unavailable_reason", "selective_scan_cpp_fwd", "selective_scan_cpp_bwd"]
 
-try:
-    from . import _scan_cpu as _ext
-    _REASON = ""
-except ImportError as err:  # not built, or built against another torch (undefined symbols)
-    _ext = None
-    _REASON = str(err)
+_EXT = CompiledExtension("selective scan", "kernels.selective_scan._scan_cpu")
 
 
 def cpp_available() -> bool:
-    return _ext is not None
+    return _EXT.available
 
 
 def cpp_unavailable_reason() -> str:
-    return _REASON
+    return _EXT.reason
 
 
 def _require():
-    if _ext is None:
-        raise RuntimeError("the compiled CPU selective scan is not built (run `python -m kernels.build_cpu`; "
-                           f"install_requirements.sh does): {_REASON}")
-    return _ext
+    return _EXT.require()[0]
 
 
 def _c(x: Tensor, dtype: torch.dtype) -> Tensor:
