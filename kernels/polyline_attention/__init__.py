@@ -24,7 +24,7 @@ Public entry point::
   - ``"auto"``: ``"triton"`` for full mode on CUDA tensors when Triton is importable; ``"cpp"`` on CPU tensors
     when it is built; ``"torch"`` otherwise.
 
-  ``"torch"`` and ``"triton"`` are registered as ``torch.library.custom_op`` s (``ppma::polyline_full``,
+  ``"torch"``, ``"cpp"`` and ``"triton"`` are registered as ``torch.library.custom_op`` s (``ppma::polyline_full``,
   ``ppma::polyline_criss_cross`` with their backward ops) with fake kernels and autograd, so
   ``torch.compile`` sees one op.
 * ``mask_placement``: where the mask acts (ablation): ``"logits"`` (official: log-mask added before the
