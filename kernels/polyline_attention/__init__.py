@@ -40,6 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..dtypes import compute_dtype
 from .criss_cross import cc_backward, cc_forward
 from .cpp_impl import cpp_available, cpp_unavailable_reason, polyline_cpp_backward, polyline_cpp_forward
 from .naive import (
@@ -78,8 +79,7 @@ def triton_available() -> bool:
 
 def _no_saved_stats(q):
     """The compiled CPU path recomputes everything in its backward: empty stand-ins for (o1, o2, lse1, lse2)."""
-    ct = torch.float64 if q.dtype == torch.float64 else torch.float32
-    return tuple(q.new_empty(0, dtype=ct) for _ in range(4))
+    return tuple(q.new_empty(0, dtype=compute_dtype(q)) for _ in range(4))
 
 
 def _run_full_fwd(q, k, v, log_a, log_b, scale, impl, block_q, block_k):
@@ -101,7 +101,7 @@ def _polyline_full(q: Tensor, k: Tensor, v: Tensor, log_a: Tensor, log_b: Tensor
 @_polyline_full.register_fake
 def _(q, k, v, log_a, log_b, scale, impl, block_q, block_k):
     b, n, h, w, d = q.shape
-    ct = torch.float64 if q.dtype == torch.float64 else torch.float32
+    ct = compute_dtype(q)
     out = q.new_empty(b, n, h, w, v.shape[-1])
     if impl == "cpp":
         return (out, *_no_saved_stats(q))

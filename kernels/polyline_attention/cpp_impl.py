@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..cpu_extension import CompiledExtension
+from ..dtypes import compute_dtype
 from .tiled import _rev_cumsum
 
 __all__ = ["cpp_available", "cpp_unavailable_reason", "polyline_cpp_backward", "polyline_cpp_forward"]
@@ -41,7 +42,7 @@ def _require(mode: str):
 
 def _planes(q, k, v, log_a, log_b):
     """(B, n, H, W, ...) -> contiguous (B * n, H, W, ...) in the compute dtype, decays as cumulative sums."""
-    ct = torch.float64 if q.dtype == torch.float64 else torch.float32
+    ct = compute_dtype(q)
     q, k, v = (t.flatten(0, 1).to(ct).contiguous() for t in (q, k, v))
     ca = torch.cumsum(log_a.flatten(0, 1).to(ct), -1).contiguous()
     cb = torch.cumsum(log_b.flatten(0, 1).to(ct), -2).contiguous()

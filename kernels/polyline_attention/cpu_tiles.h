@@ -85,4 +85,26 @@ CPU_MATH_INLINE T row_max(const T* __restrict__ x, int64_t n) {
   return mx;
 }
 
+// xt (cols x rows, rows of xt ld apart) = x transposed, x's rows row_stride apart: the inner loops of the
+// products then run along the tokens.
+template <typename T>
+void transpose_into(const T* __restrict__ x, int64_t rows, int64_t cols, int64_t row_stride, T* __restrict__ xt,
+                    int64_t ld) {
+  for (int64_t t = 0; t < rows; ++t) {
+    const T* xr = x + t * row_stride;
+    for (int64_t c = 0; c < cols; ++c) xt[c * ld + t] = xr[c];
+  }
+}
+
+// softmax over a row of ld logits (ld a multiple of kCols; padding at -inf comes out 0)
+template <typename T>
+CPU_MATH_INLINE void softmax_row(T* __restrict__ row, int64_t ld) {
+  const T mx = row_max(row, ld);
+#pragma omp simd
+  for (int64_t j = 0; j < ld; ++j) row[j] = cpu_math::exp_(row[j] - mx);
+  const T inv = T(1) / row_dot<T>(row, nullptr, ld);
+#pragma omp simd
+  for (int64_t j = 0; j < ld; ++j) row[j] *= inv;
+}
+
 }  // namespace cpu_tiles

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from ..dtypes import compute_dtype
 from .tiled import _rev_cumsum
 
 __all__ = ["cc_backward", "cc_forward"]
-
-
-def _ct(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _sgn(size, device, dtype):
@@ -29,7 +26,7 @@ def _sgn(size, device, dtype):
 
 
 def _probs(q, k, v, log_a, log_b, scale):
-    ct = _ct(q.dtype)
+    ct = compute_dtype(q)
     q, k, v = q.to(ct), k.to(ct), v.to(ct)
     h, w = q.shape[2], q.shape[3]
     ca = torch.cumsum(log_a.to(ct), -1)  # (B, n, H, W)

@@ -23,7 +23,6 @@
 
 namespace {
 
-using cpu_math::exp_;
 using namespace cpu_tiles;
 
 struct Grid {
@@ -52,20 +51,11 @@ struct Scratch {
       : ld(padded(L)), a(L * ld), da(L * ld), xt(cols * ld, T(0)), acc(L * cols), cum(ld, T(0)) {}
 };
 
-// xt (cols x L, rows ld apart) = the line's rows of x (tokens x cols), transposed.
-template <typename T>
-void gather_t(const T* __restrict__ x, int64_t cols, const Line& ln, T* __restrict__ xt, int64_t ld) {
-  for (int64_t t = 0; t < ln.L; ++t) {
-    const T* xr = x + ln.tok(t) * cols;
-    for (int64_t c = 0; c < cols; ++c) xt[c * ld + t] = xr[c];
-  }
-}
-
 // m (L x L, rows ld apart) = coef x y^T over the line (x, y: tokens x cols), added to m when accumulate. The
 // padding columns of m get zeros (those of yt are zero).
 template <typename T>
 void outer(const T* x, const T* y, int64_t cols, const Line& ln, T coef, bool accumulate, T* m, T* yt, int64_t ld) {
-  gather_t(y, cols, ln, yt, ld);
+  transpose_into(y + ln.base * cols, ln.L, cols, ln.stride * cols, yt, ld);
   gemm(ln.L, ld, cols, x + ln.base * cols, ln.stride * cols, int64_t(1), yt, ld, m, ld, coef, accumulate);
 }
 
@@ -87,19 +77,7 @@ CPU_MATH_TARGETS void probs(const T* q, const T* k, const T* cum, T scale, int64
       const T x = row[j] * scale + (ci - c[j]) * (T(j < i) - T(j > i));
       row[j] = j < L ? x : ninf;
     }
-    const T mx = row_max(row, ld);
-    T sum[kCols] = {};
-    for (int64_t jb = 0; jb < ld; jb += kCols) {
-      for (int64_t u = 0; u < kCols; ++u) {
-        row[jb + u] = exp_(row[jb + u] - mx);
-        sum[u] += row[jb + u];
-      }
-    }
-    T total = 0;
-    for (int64_t u = 0; u < kCols; ++u) total += sum[u];
-    const T inv = T(1) / total;
-#pragma omp simd
-    for (int64_t j = 0; j < ld; ++j) row[j] *= inv;
+    softmax_row(row, ld);
   }
 }
 

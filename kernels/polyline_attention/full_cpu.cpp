@@ -23,7 +23,6 @@
 
 namespace {
 
-using cpu_math::exp_;
 using namespace cpu_tiles;
 
 struct Plane {
@@ -44,23 +43,6 @@ struct Scratch {
       : kt(s.d * s.ld, T(0)), vt(s.dv * s.ld, T(0)), p1(s.W * s.ld), p2(s.W * s.ld), dp(s.W * s.ld),
         lb1(s.ld, T(0)), row_a(s.W), row_b(s.W) {}
 };
-
-template <typename T>
-void transpose_into(const T* __restrict__ x, int64_t rows, int64_t cols, T* __restrict__ xt, int64_t ld) {
-  for (int64_t t = 0; t < rows; ++t)
-    for (int64_t c = 0; c < cols; ++c) xt[c * ld + t] = x[t * cols + c];
-}
-
-// softmax over a row of ld logits (the padding at -inf comes out 0)
-template <typename T>
-CPU_MATH_INLINE void softmax_row(T* __restrict__ row, int64_t ld) {
-  const T mx = row_max(row, ld);
-#pragma omp simd
-  for (int64_t j = 0; j < ld; ++j) row[j] = exp_(row[j] - mx);
-  const T inv = T(1) / row_dot<T>(row, nullptr, ld);
-#pragma omp simd
-  for (int64_t j = 0; j < ld; ++j) row[j] *= inv;
-}
 
 // p1, p2 (W x ld) = the two softmaxes of the query row iq (q_row: its W queries); kt must hold the plane's K^T.
 template <typename T>
@@ -127,7 +109,7 @@ at::Tensor full_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
       for (int64_t p = begin; p < end; ++p) {
         const T *qpl = qp + p * s.N * s.d, *vpl = vp + p * s.N * s.dv;
         const T *capl = cap + p * s.N, *cbpl = cbp + p * s.N;
-        transpose_into(kp + p * s.N * s.d, s.N, s.d, w.kt.data(), s.ld);
+        transpose_into(kp + p * s.N * s.d, s.N, s.d, s.d, w.kt.data(), s.ld);
         for (int64_t iq = 0; iq < s.H; ++iq) {
           row_probs(qpl + iq * s.W * s.d, capl, cbpl, T(scale), iq, s, w);
           average(w.p1.data(), w.p2.data(), w.p1.data(), s.W * s.ld);
@@ -209,8 +191,8 @@ template <typename T>
 void plane_grads(const T* g, const T* q, const T* k, const T* v, const T* ca, const T* cb, T scale, const Plane& s,
                  Scratch<T>& w, T* dq, T* dk, T* dv, T* dca, T* dcb) {
   const int64_t W = s.W, ld = s.ld, d = s.d, dvn = s.dv;
-  transpose_into(k, s.N, d, w.kt.data(), ld);
-  transpose_into(v, s.N, dvn, w.vt.data(), ld);
+  transpose_into(k, s.N, d, d, w.kt.data(), ld);
+  transpose_into(v, s.N, dvn, dvn, w.vt.data(), ld);
   for (int64_t iq = 0; iq < s.H; ++iq) {
     const T* q_row = q + iq * W * d;
     const T* g_row = g + iq * W * dvn;

@@ -28,6 +28,8 @@ import math
 
 import torch
 
+from ..dtypes import compute_dtype
+
 __all__ = ["default_blocks", "full_backward", "full_forward"]
 
 
@@ -36,10 +38,6 @@ def default_blocks(h: int, w: int, block_q: int | None = None, block_k: int | No
     bq = block_q if block_q is not None else 512
     bk = block_k if block_k is not None else 1024
     return max(1, min(h, bq // max(w, 1))), max(1, min(h, bk // max(w, 1)))
-
-
-def _compute_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _row_term(c: torch.Tensor, sgn: torch.Tensor) -> torch.Tensor:
@@ -82,7 +80,7 @@ def _masked_logits(qb, kb, lw_q, lw_k, lh, buf: _TileBuffers):
 
 
 def _prep(q, k, v, log_a, log_b):
-    ct = _compute_dtype(q.dtype)
+    ct = compute_dtype(q)
     b, n, h, w, d = q.shape
     qf = q.reshape(b, n, h * w, d).to(ct)
     kf = k.reshape(b, n, h * w, d).to(ct)

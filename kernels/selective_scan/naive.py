@@ -19,12 +19,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..dtypes import compute_dtype  # what every path of the scan computes and returns in
+
 __all__ = ["selective_scan_ref", "selective_scan_ref_bwd", "discretize", "compute_dtype"]
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """What every path of the scan computes and returns in: fp32, or fp64 for fp64 inputs (gradient checks)."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def discretize(u, delta, A, B, delta_bias=None, delta_softplus=True):
