@@ -1,7 +1,7 @@
 """Compiles the kernels' CPU extensions (C++ with ATen's thread pool) next to their sources, as mmcv builds its
 ops at install time::
 
-    python -m kernels.build_cpu              # ~1 min on 2 cores
+    python -m kernels.build_cpu              # ~2 min on 2 cores
     python -m kernels.build_cpu --if-stale   # only when a .so is missing, does not import, or is older than its
                                              # sources (install_requirements.sh runs this)
     python -m kernels.build_cpu --check      # exit status 1 unless every extension imports
@@ -23,11 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (importable module name, C++ source relative to the repository root, headers it includes)
 EXTENSIONS = [("kernels.selective_scan._scan_cpu", "kernels/selective_scan/scan_cpu.cpp", ["kernels/cpu_math.h"]),
               ("kernels.polyline_attention._criss_cross_cpu", "kernels/polyline_attention/criss_cross_cpu.cpp",
-               ["kernels/cpu_math.h", "kernels/polyline_attention/cpu_tiles.h",
+               ["kernels/cpu_math.h", "kernels/cpu_tiles.h",
                 "kernels/polyline_attention/cpu_inputs.h"]),
               ("kernels.polyline_attention._full_cpu", "kernels/polyline_attention/full_cpu.cpp",
-               ["kernels/cpu_math.h", "kernels/polyline_attention/cpu_tiles.h",
-                "kernels/polyline_attention/cpu_inputs.h"])]
+               ["kernels/cpu_math.h", "kernels/cpu_tiles.h",
+                "kernels/polyline_attention/cpu_inputs.h"]),
+              ("kernels.manhattan_attention._manhattan_cpu", "kernels/manhattan_attention/manhattan_cpu.cpp",
+               ["kernels/cpu_math.h", "kernels/cpu_tiles.h"])]
 # -fopenmp: at::parallel_for's OpenMP pragmas (and `omp simd`) are compiled into these files; -fno-trapping-math
 # (as torch is built): without it GCC keeps floating-point selects as branches and does not vectorise them
 FLAGS = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]

@@ -27,8 +27,9 @@ Architecture (identical for PPMA and RMT apart from the attention):
     in both orders and average them.
   * RMT (``ManhattanAttention``): fixed per-head decay ``log gamma_h`` (buffer ``Relpos.decay``) with the
     Manhattan-distance mask ``(|di| + |dj|) log gamma_h``; full stages use one softmax over all tokens,
-    decomposed stages run row attention then column attention (one order only). Plain attention with an
-    additive bias: ``kernels.biased_attention`` (SDPA on CUDA, the explicit ops on CPU).
+    decomposed stages run row attention then column attention (one order only). Kernel
+    ``kernels.manhattan_attention`` (on CPU compiled, the decay computed on the fly: no mask, no probabilities in
+    memory; SDPA with the stage's masks on CUDA).
 
 - classifier: ``proj`` Linear(512 -> 1024) on the last stage, ``norm`` BatchNorm2d(1024), swish, token mean,
   ``head`` Linear(1024 -> num_classes). ``num_features`` is 1024 (the pooled pre-logits width).
@@ -72,7 +73,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from kernels.biased_attention import biased_attention
+from kernels.manhattan_attention import manhattan_attention, manhattan_masks, masks_needed
 from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
@@ -131,24 +132,10 @@ class RotaryPositionEmbedding2D(nn.Module):
         phase = index[:, None] * self.angle[None, :]
         return torch.sin(phase).reshape(h, w, -1), torch.cos(phase).reshape(h, w, -1)
 
-    def manhattan_mask_2d(self, h: int, w: int) -> torch.Tensor:
-        """(n, N, N) RMT mask ``(|di| + |dj|) * log gamma`` (official ``generate_2d_decay``)."""
-        ih = torch.arange(h).to(self.decay)
-        iw = torch.arange(w).to(self.decay)
-        grid = torch.stack(torch.meshgrid([ih, iw], indexing='ij'), dim=-1).reshape(h * w, 2)
-        dist = (grid[:, None, :] - grid[None, :, :]).abs().sum(dim=-1)
-        return dist * self.decay[:, None, None]
-
-    def manhattan_mask_1d(self, length: int) -> torch.Tensor:
-        index = torch.arange(length).to(self.decay)
-        return (index[:, None] - index[None, :]).abs() * self.decay[:, None, None]
-
     def manhattan_masks(self, h: int, w: int, full: bool) -> tuple[torch.Tensor, ...]:
         """The masks one RMT stage's blocks share, built once per stage call as the official ``RetNetRelPos2d``
         does: ``(mask (1, n, N, N),)`` for full attention, ``(mask_h (n, H, H), mask_w (n, W, W))`` otherwise."""
-        if full:
-            return (self.manhattan_mask_2d(h, w)[None],)
-        return self.manhattan_mask_1d(h), self.manhattan_mask_1d(w)
+        return manhattan_masks(self.decay, h, w, 'full' if full else 'axial')
 
 
 class PathEmbedding2D(nn.Module):
@@ -224,7 +211,7 @@ class PolylinePathAttention(_AttentionBase):
         self.attn_impl = attn_impl
         self.path_embed = PathEmbedding2D(dim, num_heads)
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, masks=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, decay_masks=None) -> torch.Tensor:
         q, k, v, lepe = self._qkv(x, sin, cos)
         log_a, log_b = self.path_embed(x)
         o = polyline_attention(q, k, v, log_a, log_b, mode=self.mode, scale=1.0, impl=self.attn_impl,
@@ -232,28 +219,24 @@ class PolylinePathAttention(_AttentionBase):
         return self._out(o, lepe)
 
 
+def _manhattan_impl(attn_impl: str) -> str:
+    return 'torch' if attn_impl == 'triton' else attn_impl  # no Triton kernel: its PyTorch path (SDPA on CUDA)
+
+
 class ManhattanAttention(_AttentionBase):
     """RMT attention with the fixed Manhattan decay (official ``VisionRetentionAll`` / ``VisionRetentionChunk``)."""
 
-    def __init__(self, dim: int, num_heads: int, mode: str = 'full'):
+    def __init__(self, dim: int, num_heads: int, mode: str = 'full', attn_impl: str = 'auto'):
         super().__init__(dim, num_heads)
         self.mode = mode
+        self.attn_impl = _manhattan_impl(attn_impl)
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, masks=None) -> torch.Tensor:
-        """``masks``: the stage's :meth:`RotaryPositionEmbedding2D.manhattan_masks`."""
-        b, h, w, _ = x.shape
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, decay_masks=None) -> torch.Tensor:
+        """``decay_masks``: the stage's ``(decay, masks)``, masks None where the kernel path needs none."""
         q, k, v, lepe = self._qkv(x, sin, cos)
-        n, d = self.num_heads, self.head_dim
-        if self.mode == 'full':
-            o = biased_attention(q.flatten(2, 3), k.flatten(2, 3), v.flatten(2, 3), masks[0])  # mask (1, n, N, N)
-            o = o.view(b, n, h, w, d)
-        else:
-            mask_h, mask_w = masks
-            # rows: (B, H, n, W, d) with mask (n, W, W); then columns: (B, W, n, H, d) with mask (n, H, H)
-            o = biased_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask_w)
-            o = o.permute(0, 3, 2, 1, 4)  # (B, W, n, H, d)
-            o = biased_attention(q.permute(0, 3, 1, 2, 4), k.permute(0, 3, 1, 2, 4), o, mask_h)
-            o = o.permute(0, 2, 3, 1, 4)  # (B, n, H, W, d)
+        decay, masks = decay_masks
+        mode = 'full' if self.mode == 'full' else 'axial'  # criss-cross stages: RMT's rows-then-columns pass
+        o = manhattan_attention(q, k, v, decay, mode=mode, scale=1.0, impl=self.attn_impl, masks=masks)
         return self._out(o, lepe)
 
 
@@ -280,7 +263,7 @@ class Block(nn.Module):
         if attn_type == 'ppma':
             self.retention = PolylinePathAttention(dim, num_heads, mode, mask_placement, attn_impl)
         else:
-            self.retention = ManhattanAttention(dim, num_heads, mode)
+            self.retention = ManhattanAttention(dim, num_heads, mode, attn_impl)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
         self.ffn = FeedForward(dim, ffn_dim)
@@ -289,9 +272,9 @@ class Block(nn.Module):
             self.gamma_1 = nn.Parameter(layer_init_values * torch.ones(1, 1, 1, dim))
             self.gamma_2 = nn.Parameter(layer_init_values * torch.ones(1, 1, 1, dim))
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, masks=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, decay_masks=None) -> torch.Tensor:
         x = x + self.pos(x)
-        a = self.retention(self.retention_layer_norm(x), sin, cos, masks)
+        a = self.retention(self.retention_layer_norm(x), sin, cos, decay_masks)
         if self.layerscale:
             a = self.gamma_1 * a
         x = x + self.drop_path(a)
@@ -317,6 +300,7 @@ class Stage(nn.Module):
                  init_value: float, heads_range: float, mask_placement: str, attn_impl: str):
         super().__init__()
         self.dim = dim
+        self.attn_impl = attn_impl
         self.full_attention = mode == 'full'
         self.grad_checkpointing = False
         self.Relpos = RotaryPositionEmbedding2D(dim, num_heads, init_value, heads_range, decay=attn_type == 'rmt')
@@ -329,9 +313,14 @@ class Stage(nn.Module):
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[1], x.shape[2]
         sin, cos = self.Relpos(h, w)
-        masks = self.Relpos.manhattan_masks(h, w, self.full_attention) if self.Relpos.decay is not None else None
+        decay_masks = None
+        if self.Relpos.decay is not None:  # RMT: masks shared by the blocks, only where the kernel path uses them
+            masks = None
+            if masks_needed(x, _manhattan_impl(self.attn_impl)):
+                masks = self.Relpos.manhattan_masks(h, w, self.full_attention)
+            decay_masks = (self.Relpos.decay, masks)
         for blk in self.blocks:
-            x = run_block(blk, x, sin, cos, masks, checkpointed=self.grad_checkpointing)
+            x = run_block(blk, x, sin, cos, decay_masks, checkpointed=self.grad_checkpointing)
         return x
 
 
@@ -357,7 +346,8 @@ class PPMAViT(nn.Module):
         attn_type: ``'ppma'`` (learned polyline mask) or ``'rmt'`` (fixed Manhattan decay).
         chunkwise_recurrents: per stage, True -> criss-cross (decomposed) attention, False -> full attention.
         mask_placement: PPMA mask ablation, ``'logits'`` (official) or ``'post_softmax'``.
-        attn_impl: polyline kernel path, ``'auto' | 'torch' | 'cpp' | 'triton' | 'reference'``.
+        attn_impl: attention kernel path, ``'auto' | 'torch' | 'cpp' | 'triton' | 'reference'`` (RMT has no
+            Triton kernel: ``'triton'`` runs its ``'torch'`` path).
         out_norm: add the downstream backbone's output LayerNorms ``outnorm{i}`` (eps 1e-5).
         init_values, heads_ranges: RMT decay parameters (stored but unused by PPMA, as in the official code).
     """

@@ -19,7 +19,7 @@
 
 #include "../cpu_math.h"
 #include "cpu_inputs.h"
-#include "cpu_tiles.h"
+#include "../cpu_tiles.h"
 
 namespace {
 

@@ -1,13 +1,14 @@
-// Small dense blocks for the compiled CPU paths of the polyline attention: matrix products with the result in
-// register tiles, and row reductions, written so that GCC vectorises them (see kernels/cpu_math.h for the
+// Small dense blocks for the compiled CPU attention kernels (polyline, Manhattan): matrix products with the result
+// in register tiles, and row reductions, written so that GCC vectorises them (see kernels/cpu_math.h for the
 // targets they are compiled for).
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
-#include "../cpu_math.h"
+#include "cpu_math.h"
 
 namespace cpu_tiles {
 
@@ -96,15 +97,17 @@ void transpose_into(const T* __restrict__ x, int64_t rows, int64_t cols, int64_t
   }
 }
 
-// softmax over a row of ld logits (ld a multiple of kCols; padding at -inf comes out 0)
+// softmax over a row of ld logits (ld a multiple of kCols; padding at -inf comes out 0); returns the row's
+// log-sum-exp (for a backward that recomputes the probabilities as exp(logit - lse))
 template <typename T>
-CPU_MATH_INLINE void softmax_row(T* __restrict__ row, int64_t ld) {
+CPU_MATH_INLINE T softmax_row(T* __restrict__ row, int64_t ld) {
   const T mx = row_max(row, ld);
 #pragma omp simd
   for (int64_t j = 0; j < ld; ++j) row[j] = cpu_math::exp_(row[j] - mx);
-  const T inv = T(1) / row_dot<T>(row, nullptr, ld);
+  const T sum = row_dot<T>(row, nullptr, ld), inv = T(1) / sum;
 #pragma omp simd
   for (int64_t j = 0; j < ld; ++j) row[j] *= inv;
+  return mx + std::log(sum);
 }
 
 }  // namespace cpu_tiles
