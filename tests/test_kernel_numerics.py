@@ -1,11 +1,13 @@
-"""Numerical safety of the three kernels at the sizes and in the regimes training reaches (issue #19): the
+"""Numerical safety of the kernels at the sizes and in the regimes training reaches (issue #19): the
 longest sequence (Spatial-Mamba's stage 1 at 224^2, L = 3136) with decays from "forget at once" to "remember
 everything", polyline masks with near-zero and near-one decays at N = 4200 (PPMA's stage 3 at a detection
-input), half-precision inputs, forward and backward. Each case must be finite AND match an fp64 reference on
+input), RMT's Manhattan decays from "each query keeps to itself" to "no decay", half-precision inputs, forward and backward. Each case must be finite AND match an fp64 reference on
 the same (rounded) inputs: finiteness alone would pass a kernel that returns zeros."""
 import pytest
 import torch
 
+from kernels.manhattan_attention import manhattan_attention, manhattan_attention_reference
+from kernels.manhattan_attention.cpp_impl import cpp_available as manhattan_cpp_available
 from kernels.polyline_attention import polyline_attention, polyline_attention_reference
 from kernels.polyline_attention.cpp_impl import cpp_available as polyline_cpp_available
 from kernels.selective_scan import cpp_available, selective_scan, selective_scan_ref
@@ -83,6 +85,32 @@ def test_polyline_extreme_decays_half_inputs(regime, dtype, mode, impl):
     tol = 1e-2 if dtype == torch.float16 else 4e-2  # outputs and q/k/v gradients are rounded to the half dtype
     assert _rel(out, ref) < tol, _rel(out, ref)
     for name, a, r in zip(("dq", "dk", "dv", "dlog_a", "dlog_b"), grads, grads_ref):
+        assert _rel(a, r) < tol, (name, _rel(a, r))
+
+
+# RMT's log decays: log(1 - 2^-2) (the fastest head) scaled up to a decay that keeps each query to itself, and
+# log(1 - 2^-20) (no decay across the image)
+MANHATTAN_REGIMES = {"fast decay": -30.0, "no decay": -1e-6}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not manhattan_cpp_available(), reason="CPU extension not built")
+@pytest.mark.parametrize("regime", list(MANHATTAN_REGIMES))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["full", "axial"])
+def test_manhattan_extreme_decays_half_inputs(regime, dtype, mode):
+    g = torch.Generator().manual_seed(2)
+    shape = (1, 2, 60, 70) if dtype == torch.float16 else (1, 2, 30, 35)  # N = 4200 (fp16), a quarter (bf16)
+    q, k, v, gout = (torch.randn(*shape, 32, generator=g) for _ in range(4))
+    decay = torch.full((2,), MANHATTAN_REGIMES[regime])
+    lowered = [(2 * q).to(dtype), (2 * k).to(dtype), v.to(dtype)]  # 2x: logits up to ~4 sigma^2 d
+    out, grads = _grads(lambda *x: manhattan_attention(*x, decay, mode=mode, impl="cpp"), lowered, gout)
+    assert out.dtype == dtype and torch.isfinite(out).all() and all(torch.isfinite(x).all() for x in grads)
+    ref, grads_ref = _grads(lambda *x: manhattan_attention_reference(*x, decay.double(), mode, 32 ** -0.5),
+                            [t.double() for t in lowered], gout.double())
+    tol = 1e-2 if dtype == torch.float16 else 4e-2
+    assert _rel(out, ref) < tol, _rel(out, ref)
+    for name, a, r in zip(("dq", "dk", "dv"), grads, grads_ref):
         assert _rel(a, r) < tol, (name, _rel(a, r))
 
 
