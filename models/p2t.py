@@ -45,9 +45,10 @@ Differences from the official classification code (none changes the eval outputs
 - official ``reset_classifier`` references a non-existent ``self.embed_dim`` (crashes); fixed here.
 - official ``no_weight_decay`` returns ``{'cls_token'}``, a parameter that does not exist; here it returns
   an empty set (same effect).
-- attention uses ``F.scaled_dot_product_attention``; while being traced with ``torch.jit.trace`` (fvcore,
-  TorchScript export) the equivalent explicit ``softmax(q k^T * scale) v`` is used so that jit-based FLOP
-  counters see the two matmuls (they do not count the fused op).
+- attention uses ``F.scaled_dot_product_attention`` where it pays (``kernels.fused_attention``: on GPUs; on CPU
+  only with many keys, which P2T's pooled keys never are) and the equivalent explicit
+  ``softmax(q k^T * scale) v`` otherwise, and while being traced with ``torch.jit.trace`` (fvcore, TorchScript
+  export) so that jit-based FLOP counters see the two matmuls (they do not count the fused op).
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ from timm.layers import DropPath, use_fused_attn
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
+
+from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
 from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
@@ -176,10 +179,10 @@ class PoolingAttention(nn.Module):
         kv_in = self.norm(torch.cat(pooled, dim=2).transpose(1, 2))  # (B, M, C)
         k, v = self.kv(kv_in).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
-        if self.fused_attn and not torch.jit.is_tracing():
+        if self.fused_attn and not torch.jit.is_tracing() and fused_attention_pays(q, k.shape[-2]):
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.)
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn = (q @ k.transpose(-2, -1)) * self.scale  # the official order
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v
         x = x.transpose(1, 2).reshape(B, H, W, C)

@@ -30,9 +30,10 @@ Architecture (per stage i, C = embed_dims[i], M = num_clusters[i]):
 
 Differences from the official code, all deliberate:
 
-- Attention uses ``F.scaled_dot_product_attention`` (the official code uses ``F.multi_head_attention_forward``
-  or xformers); the math is the same (fp32 differences ~1e-6). While tracing (``torch.jit.trace``, as fvcore
-  does) an explicit matmul/softmax/matmul path is used so that FLOP counters see the attention.
+- Attention uses ``F.scaled_dot_product_attention`` where it pays (``kernels.fused_attention``: on GPUs, and on
+  CPU with many keys; the official code uses ``F.multi_head_attention_forward`` or xformers); the math is the
+  same (fp32 differences ~1e-6). Otherwise, and while tracing (``torch.jit.trace``, as fvcore does), an explicit
+  matmul/softmax/matmul path is used (FLOP counters then see the attention).
 - The official factories mutate the shared module-level ``_arch_settings`` (``dict.pop``), so building a
   teacher variant twice raises KeyError and ``drop_path_rate`` given to a factory is silently ignored.
   Here the variant table is immutable and every builder honours ``drop_path_rate``/``num_classes``/...
@@ -55,6 +56,8 @@ from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
+
+from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
 from ._layers import channels_last_weights, check_global_pool, check_image_batch, linear_head, run_block
@@ -212,8 +215,9 @@ class PaCaAttention(nn.Module):
         k = self.k(c).reshape(B, M, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v(c).reshape(B, M, self.num_heads, self.head_dim).transpose(1, 2)
         drop = self.attn_drop if self.training else 0.0
-        if torch.jit.is_tracing():
-            # explicit form, so that tracing FLOP counters (fvcore) see the two attention matmuls
+        if torch.jit.is_tracing() or not fused_attention_pays(q, M):
+            # explicit form: on CPU with few keys (the clusters) it is faster than SDPA's flash kernel, and tracing
+            # FLOP counters (fvcore) see the two attention matmuls
             attn = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
             attn = F.dropout(attn.softmax(dim=-1), drop, self.training)
             out = attn @ v

@@ -88,9 +88,14 @@ def test_torch_path_axial_has_no_fully_masked_row_guard():
     assert "aten::_softmax" in names
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_torch_path_equals_reference(mode):
-    """Full mode takes SDPA's fused CPU kernel (no N x N softmax), the axial mode the explicit ops."""
+@pytest.mark.parametrize("mode,min_keys", [("full", 0), ("full", None), ("axial", 0)])
+def test_torch_path_equals_reference(mode, min_keys, monkeypatch):
+    """Full mode takes SDPA's fused CPU kernel (no N x N softmax) from kernels.fused_attention.CPU_MIN_KEYS keys
+    on (0 here; the default, 64, is more than this grid's 20), the axial mode the explicit ops."""
+    import kernels.fused_attention
+
+    if min_keys is not None:
+        monkeypatch.setattr(kernels.fused_attention, "CPU_MIN_KEYS", min_keys)
     qkv = _inputs(2, 3, 4, 5, 8, seed=2)  # (SDPA's flash kernel needs equal head dims of q and v)
     decay, gout = _decay(3), torch.randn(2, 3, 4, 5, 8, dtype=torch.float64)
     ref, gref = _grads("reference", mode, qkv, decay, gout, 0.7)
@@ -98,7 +103,8 @@ def test_torch_path_equals_reference(mode):
         out, grads = _grads("torch", mode, qkv, decay, gout, 0.7)
     names = {e.key for e in prof.key_averages()}
     flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
-    assert (flash in names and "aten::_softmax" not in names) if mode == "full" else flash not in names, names
+    fused = mode == "full" and min_keys == 0
+    assert (flash in names and "aten::_softmax" not in names) if fused else flash not in names, names
     _close(out, ref, 1e-12, f"torch {mode} forward")
     for name, a, b in zip("qkv", grads, gref):
         _close(a, b, 1e-12, f"torch {mode} grad {name}")
@@ -218,3 +224,14 @@ def test_traced_calls_run_the_official_ops():
                              (q, k, v))
     kinds = {node.kind() for node in traced.graph.nodes()}
     assert "aten::matmul" in kinds and not any(kind.startswith("rmt::") for kind in kinds), kinds
+
+
+def test_fused_attention_rule():
+    """SDPA on accelerators always; on CPU from CPU_MIN_KEYS keys on (P2T's 54 pooled keys and PaCa's 49
+    clusters at 224^2 run the explicit ops, PaCa's 100 clusters and RMT's full stages SDPA)."""
+    from kernels.fused_attention import CPU_MIN_KEYS, fused_attention_pays
+
+    assert CPU_MIN_KEYS == 64
+    cpu, meta = torch.empty(1), torch.empty(1, device="meta")
+    assert not fused_attention_pays(cpu, 54) and not fused_attention_pays(cpu, 49)
+    assert fused_attention_pays(cpu, 64) and fused_attention_pays(cpu, 100) and fused_attention_pays(meta, 1)

@@ -310,20 +310,28 @@ CASES = [((1, 2, 3, 4), 10, 14, [(10, 14), (5, 7), (3, 5), (2, 4)]),
 
 
 @pytest.mark.parametrize("ratios,H,W,sizes", CASES)
-@pytest.mark.parametrize("fused", [True, False])
-def test_pooling_attention_equals_dense_math(ratios, H, W, sizes, fused):
+@pytest.mark.parametrize("path", ["sdpa", "explicit", "unfused"])
+def test_pooling_attention_equals_dense_math(ratios, H, W, sizes, path, monkeypatch):
+    """Every attention path: SDPA (taken on CPU from CPU_MIN_KEYS keys on), the explicit ops (fewer keys: P2T's
+    54 pooled keys at 224^2 on CPU), and timm's fused_attn switched off."""
+    import kernels.fused_attention
+    from torch.profiler import profile
+
     assert p2t.pooled_sizes(H, W, ratios) == sizes
     C, heads = 12, 3
     attn = p2t.PoolingAttention(C, heads, ratios).eval()
     convs = torch.nn.ModuleList([torch.nn.Conv2d(C, C, 3, padding=1, groups=C) for _ in ratios])
     randomize(attn, seed=1, scale=0.3)
     randomize(convs, seed=2, scale=0.3)
-    attn.fused_attn = fused
+    attn.fused_attn = path != "unfused"
+    monkeypatch.setattr(kernels.fused_attention, "CPU_MIN_KEYS", 0 if path == "sdpa" else 10 ** 9)
     x = torch.randn(2, H, W, C)
-    with torch.no_grad():
+    with torch.no_grad(), profile() as prof:
         y = attn(x, convs)
+    ran_sdpa = any("scaled_dot_product" in e.key for e in prof.key_averages())
+    assert ran_sdpa == (path == "sdpa"), [e.key for e in prof.key_averages()]
     ref = _dense_pooling_attention(x.double(), attn, convs, sizes)
-    assert_close(y, ref, 1e-5, 1e-5, what=f"PoolingAttention fused={fused} {ratios} {H}x{W}")
+    assert_close(y, ref, 1e-5, 1e-5, what=f"PoolingAttention {path} {ratios} {H}x{W}")
 
 
 def test_block_equals_dense_math():
