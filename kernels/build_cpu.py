@@ -39,8 +39,10 @@ def build() -> None:
     from setuptools import setup
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 
-    modules = [CppExtension(name, [os.path.join(ROOT, src)], extra_compile_args=FLAGS,
-                            extra_link_args=["-fopenmp"]) for name, src, _ in EXTENSIONS]
+    # depends: setuptools rebuilds an extension only when one of these is newer than its .so (headers included)
+    modules = [CppExtension(name, [os.path.join(ROOT, src)], depends=[os.path.join(ROOT, h) for h in headers],
+                            extra_compile_args=FLAGS, extra_link_args=["-fopenmp"])
+               for name, src, headers in EXTENSIONS]
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # (not the repository root: setuptools would read the project's pyproject.toml)

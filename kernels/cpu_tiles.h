@@ -18,6 +18,14 @@ constexpr int64_t kRows = 4, kCols = 16;
 
 inline int64_t padded(int64_t L) { return (L + kCols - 1) / kCols * kCols; }
 
+// One attention plane (batch x head) of the flash-style kernels: an H x W grid of N tokens, head dims d (q, k) and
+// dv (v); ld is N padded to whole register tiles (the row length of the score blocks).
+struct Plane {
+  int64_t H, W, N, d, dv, ld;
+};
+
+inline Plane make_plane(int64_t H, int64_t W, int64_t d, int64_t dv) { return {H, W, H * W, d, dv, padded(H * W)}; }
+
 // c (R x C, rows ldc apart) = coef sum_t A(r, t) B(t, :) (+ c when accumulate); A(r, t) = a[r ars + t acs],
 // B(t, :) = b + t ldb. R and C are compile-time, so the accumulators stay in registers.
 template <typename T, int64_t R, int64_t C>

@@ -23,10 +23,6 @@ namespace {
 
 using namespace cpu_tiles;
 
-struct Plane {
-  int64_t H, W, N, d, dv, ld;  // ld: N padded to whole register tiles
-};
-
 // Per-thread scratch: K^T and V^T of the plane (d x ld, dv x ld), the (W x ld) score / probability block of a
 // query row and its gradient block, the key columns as floats.
 template <typename T>
@@ -66,11 +62,6 @@ CPU_MATH_TARGETS void row_probs(const T* q_row, T g, T scale, int64_t iq, const 
   for (int64_t jq = 0; jq < s.W; ++jq) lse_row[jq] = softmax_row(w.p.data() + jq * s.ld, s.ld);
 }
 
-Plane plane_of(const at::Tensor& q, const at::Tensor& v) {
-  const int64_t H = q.size(1), W = q.size(2);
-  return {H, W, H * W, q.size(3), v.size(3), padded(H * W)};
-}
-
 void check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g) {
   TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 && v.sizes().slice(0, 3) == q.sizes().slice(0, 3),
               "manhattan_cpu: q, k (P, H, W, d) and v (P, H, W, dv) expected");
@@ -84,7 +75,7 @@ void check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 std::vector<at::Tensor> manhattan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& g, double scale) {
   check_inputs(q, k, v, g);
-  const Plane s = plane_of(q, v);
+  const Plane s = make_plane(q.size(1), q.size(2), q.size(3), v.size(3));
   auto out = at::empty_like(v);
   auto lse = at::empty(q.sizes().slice(0, 3), q.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "manhattan_cpu_fwd", [&] {
@@ -160,7 +151,7 @@ std::vector<at::Tensor> manhattan_bwd(const at::Tensor& grad, const at::Tensor& 
   }
   TORCH_CHECK(lse.sizes() == q.sizes().slice(0, 3) && lse.is_contiguous() && lse.scalar_type() == q.scalar_type(),
               "manhattan_cpu: the log-sum-exp must be contiguous (P, H, W)");
-  const Plane s = plane_of(q, v);
+  const Plane s = make_plane(q.size(1), q.size(2), q.size(3), v.size(3));
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "manhattan_cpu_bwd", [&] {
     using T = scalar_t;

@@ -25,10 +25,6 @@ namespace {
 
 using namespace cpu_tiles;
 
-struct Plane {
-  int64_t H, W, N, d, dv, ld;  // ld: N padded to whole register tiles
-};
-
 template <typename T>
 T sgn(int64_t x) {
   return T(x > 0) - T(x < 0);
@@ -89,15 +85,10 @@ CPU_MATH_TARGETS void average(const T* a, const T* __restrict__ b, T* out, int64
   for (int64_t j = 0; j < n; ++j) out[j] = T(0.5) * a[j] + T(0.5) * b[j];
 }
 
-Plane plane_of(const at::Tensor& q, const at::Tensor& v) {
-  const int64_t H = q.size(1), W = q.size(2);
-  return {H, W, H * W, q.size(3), v.size(3), padded(H * W)};
-}
-
 at::Tensor full_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& ca,
                     const at::Tensor& cb, double scale) {
   cpu_inputs::check("full_cpu", q, k, v, ca, cb);
-  const Plane s = plane_of(q, v);
+  const Plane s = make_plane(q.size(1), q.size(2), q.size(3), v.size(3));
   auto out = at::empty_like(v);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "polyline_full_cpu_fwd", [&] {
     using T = scalar_t;
@@ -211,7 +202,7 @@ std::vector<at::Tensor> full_bwd(const at::Tensor& grad, const at::Tensor& q, co
                                  const at::Tensor& v, const at::Tensor& ca, const at::Tensor& cb, double scale) {
   cpu_inputs::check("full_cpu", q, k, v, ca, cb);
   cpu_inputs::check_grad("full_cpu", grad, v);
-  const Plane s = plane_of(q, v);
+  const Plane s = make_plane(q.size(1), q.size(2), q.size(3), v.size(3));
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto dca = at::zeros_like(ca), dcb = at::zeros_like(cb);
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "polyline_full_cpu_bwd", [&] {
