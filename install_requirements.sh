@@ -365,7 +365,7 @@ checks["CPU kernels"] = probe("""
     from kernels.build_cpu import check
     failed = check()
     assert not failed, "not built (python -m kernels.build_cpu): " + "; ".join(failed)
-    print("selective scan, polyline attention (full, criss-cross) compiled for the CPU")
+    print("selective scan, polyline attention (full, criss-cross), Manhattan attention compiled for the CPU")
 """)
 
 width = max(len(k) for k, _ in rows)
