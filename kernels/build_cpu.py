@@ -24,12 +24,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTENSIONS = [("kernels.selective_scan._scan_cpu", "kernels/selective_scan/scan_cpu.cpp", ["kernels/cpu_math.h"]),
               ("kernels.polyline_attention._criss_cross_cpu", "kernels/polyline_attention/criss_cross_cpu.cpp",
                ["kernels/cpu_math.h", "kernels/cpu_tiles.h",
-                "kernels/polyline_attention/cpu_inputs.h"]),
+                "kernels/cpu_inputs.h"]),
               ("kernels.polyline_attention._full_cpu", "kernels/polyline_attention/full_cpu.cpp",
                ["kernels/cpu_math.h", "kernels/cpu_tiles.h",
-                "kernels/polyline_attention/cpu_inputs.h"]),
+                "kernels/cpu_inputs.h"]),
               ("kernels.manhattan_attention._manhattan_cpu", "kernels/manhattan_attention/manhattan_cpu.cpp",
-               ["kernels/cpu_math.h", "kernels/cpu_tiles.h"])]
+               ["kernels/cpu_math.h", "kernels/cpu_tiles.h", "kernels/cpu_inputs.h"])]
 # -fopenmp: at::parallel_for's OpenMP pragmas (and `omp simd`) are compiled into these files; -fno-trapping-math
 # (as torch is built): without it GCC keeps floating-point selects as branches and does not vectorise them
 FLAGS = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]

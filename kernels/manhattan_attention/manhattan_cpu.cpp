@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "../cpu_inputs.h"
 #include "../cpu_math.h"
 #include "../cpu_tiles.h"
 
@@ -63,13 +64,8 @@ CPU_MATH_TARGETS void row_probs(const T* q_row, T g, T scale, int64_t iq, const 
 }
 
 void check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g) {
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.dim() == 4 && v.sizes().slice(0, 3) == q.sizes().slice(0, 3),
-              "manhattan_cpu: q, k (P, H, W, d) and v (P, H, W, dv) expected");
+  cpu_inputs::check_planes("manhattan_cpu", q, k, v, {&g});
   TORCH_CHECK(g.dim() == 1 && g.size(0) == q.size(0), "manhattan_cpu: the log decay must be (P,)");
-  for (const auto* t : {&q, &k, &v, &g}) {
-    TORCH_CHECK(t->is_contiguous() && t->scalar_type() == q.scalar_type() && t->device().is_cpu(),
-                "manhattan_cpu: contiguous CPU tensors of one floating dtype expected");
-  }
 }
 
 std::vector<at::Tensor> manhattan_fwd(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -145,10 +141,8 @@ std::vector<at::Tensor> manhattan_bwd(const at::Tensor& grad, const at::Tensor& 
                                       const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
                                       const at::Tensor& g, double scale) {
   check_inputs(q, k, v, g);
-  for (const auto* t : {&grad, &out}) {
-    TORCH_CHECK(t->sizes() == v.sizes() && t->is_contiguous() && t->scalar_type() == v.scalar_type(),
-                "manhattan_cpu: the output and its gradient must be contiguous and shaped like v");
-  }
+  cpu_inputs::check_like_v("manhattan_cpu", "the output gradient", grad, v);
+  cpu_inputs::check_like_v("manhattan_cpu", "the output", out, v);
   TORCH_CHECK(lse.sizes() == q.sizes().slice(0, 3) && lse.is_contiguous() && lse.scalar_type() == q.scalar_type(),
               "manhattan_cpu: the log-sum-exp must be contiguous (P, H, W)");
   const Plane s = make_plane(q.size(1), q.size(2), q.size(3), v.size(3));

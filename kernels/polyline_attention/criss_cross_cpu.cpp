@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "../cpu_math.h"
-#include "cpu_inputs.h"
+#include "../cpu_inputs.h"
 #include "../cpu_tiles.h"
 
 namespace {
@@ -193,7 +193,7 @@ void attention_grads(const T* qp, const T* kp, T sc, const Grid& g, const Line& 
 std::vector<at::Tensor> cc_bwd(const at::Tensor& grad, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, const at::Tensor& ca, const at::Tensor& cb, double scale) {
   cpu_inputs::check("criss_cross_cpu", q, k, v, ca, cb);
-  cpu_inputs::check_grad("criss_cross_cpu", grad, v);
+  cpu_inputs::check_like_v("criss_cross_cpu", "the output gradient", grad, v);
   const Grid g = grid_of(q, v);
   auto z2 = at::empty_like(v), dy1 = at::empty_like(v), y1 = at::empty_like(v), dz2 = at::empty_like(v);
   auto dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "../cpu_math.h"
-#include "cpu_inputs.h"
+#include "../cpu_inputs.h"
 #include "../cpu_tiles.h"
 
 namespace {
@@ -201,7 +201,7 @@ void plane_grads(const T* g, const T* q, const T* k, const T* v, const T* ca, co
 std::vector<at::Tensor> full_bwd(const at::Tensor& grad, const at::Tensor& q, const at::Tensor& k,
                                  const at::Tensor& v, const at::Tensor& ca, const at::Tensor& cb, double scale) {
   cpu_inputs::check("full_cpu", q, k, v, ca, cb);
-  cpu_inputs::check_grad("full_cpu", grad, v);
+  cpu_inputs::check_like_v("full_cpu", "the output gradient", grad, v);
   const Plane s = make_plane(q.size(1), q.size(2), q.size(3), v.size(3));
   auto dq = at::empty_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v);
   auto dca = at::zeros_like(ca), dcb = at::zeros_like(cb);

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..cpu_extension import CompiledExtension
-from .naive import compute_dtype
+from ..dtypes import compute_dtype
 
 __all__ = ["cpp_available", "cpp_unavailable_reason", "selective_scan_cpp_fwd", "selective_scan_cpp_bwd"]
 
