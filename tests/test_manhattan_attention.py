@@ -10,6 +10,7 @@ from kernels.manhattan_attention import (biased_attention, manhattan_attention, 
                                          manhattan_masks, masks_needed)
 from kernels.manhattan_attention import cpp_impl
 from kernels.manhattan_attention import _resolve_impl
+from helpers import assert_close
 
 needs_cpp = pytest.mark.skipif(not cpp_impl.cpp_available(),
                                reason=f"CPU extension not built: {cpp_impl.cpp_unavailable_reason()}")
@@ -29,11 +30,6 @@ def _inputs(b, n, h, w, d, dv=None, dtype=torch.float64, seed=0):
 def _grads(impl, mode, qkv, decay, gout, scale):
     out = manhattan_attention(*qkv, decay, mode=mode, scale=scale, impl=impl)
     return out, torch.autograd.grad(out, qkv, gout)
-
-
-def _close(a, b, atol, what):
-    err = (a - b).abs().max().item()
-    assert err <= atol, f"{what}: max abs error {err:.3g} > {atol:.3g}"
 
 
 # ------------------------------------------------------------------------------------------------ reference
@@ -105,9 +101,9 @@ def test_torch_path_equals_reference(mode, min_keys, monkeypatch):
     flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
     fused = mode == "full" and min_keys == 0
     assert (flash in names and "aten::_softmax" not in names) if fused else flash not in names, names
-    _close(out, ref, 1e-12, f"torch {mode} forward")
+    assert_close(out, ref, 1e-12, what=f"torch {mode} forward")
     for name, a, b in zip("qkv", grads, gref):
-        _close(a, b, 1e-12, f"torch {mode} grad {name}")
+        assert_close(a, b, 1e-12, what=f"torch {mode} grad {name}")
 
 
 # ------------------------------------------------------------------------------------------------ compiled path
@@ -123,9 +119,9 @@ def test_cpp_matches_reference_fp64(mode, h, w, d, dv):
     decay, gout = _decay(3), torch.randn(2, 3, h, w, dv, dtype=torch.float64)
     ref, gref = _grads("reference", mode, qkv, decay, gout, 0.8)
     out, grads = _grads("cpp", mode, qkv, decay, gout, 0.8)
-    _close(out, ref, 1e-12, f"cpp {mode} forward")
+    assert_close(out, ref, 1e-12, what=f"cpp {mode} forward")
     for name, a, b in zip("qkv", grads, gref):
-        _close(a, b, 1e-11, f"cpp {mode} grad {name}")
+        assert_close(a, b, 1e-11, what=f"cpp {mode} grad {name}")
 
 
 @needs_cpp
@@ -143,9 +139,9 @@ def test_cpp_fp32_threads(mode, threads):
         out, grads = _grads("cpp", mode, qkv, _decay(3, torch.float32), gout, 0.25)
     finally:
         torch.set_num_threads(before)
-    _close(out.double(), ref, 5e-6, f"cpp {mode} forward fp32")
+    assert_close(out.double(), ref, 5e-6, what=f"cpp {mode} forward fp32")
     for name, a, b in zip("qkv", grads, gref):
-        _close(a.double(), b, 3e-5, f"cpp {mode} grad {name} fp32")
+        assert_close(a.double(), b, 3e-5, what=f"cpp {mode} grad {name} fp32")
 
 
 @needs_cpp
@@ -164,7 +160,7 @@ def test_cpp_half_inputs(mode):
     out.float().square().sum().backward()
     assert out.dtype == torch.bfloat16 and all(t.grad.dtype == torch.bfloat16 for t in qkv)
     ref = manhattan_attention_reference(*(t.detach().double() for t in qkv), _decay(2), mode, 0.25)
-    _close(out.double(), ref, 2e-2, f"cpp {mode} bf16")
+    assert_close(out.double(), ref, 2e-2, what=f"cpp {mode} bf16")
 
 
 @needs_cpp
@@ -173,7 +169,7 @@ def test_cpp_large_logits_stable():
     out = manhattan_attention(q * 200, k * 200, v, _decay(1, torch.float32) * 50, impl="cpp")
     ref = manhattan_attention_reference(*(t.double() for t in (q * 200, k * 200, v)), _decay(1) * 50, "full", 0.5)
     assert torch.isfinite(out).all()
-    _close(out.double(), ref, 1e-4, "large logits")
+    assert_close(out.double(), ref, 1e-4, what="large logits")
 
 
 @needs_cpp
@@ -191,7 +187,7 @@ def test_torch_compile_single_op():
     out = fn(*qkv)
     out.sum().backward()
     ref = manhattan_attention_reference(*qkv, _decay(2, torch.float32), "axial", 0.5)
-    _close(out, ref, 1e-5, "compiled")
+    assert_close(out, ref, 1e-5, what="compiled")
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
