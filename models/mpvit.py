@@ -70,7 +70,9 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ._builder import build_model
-from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import (
+    FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
+    init_weights_trunc_normal, linear_head, run_block)
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]
@@ -88,6 +90,11 @@ def _normal_fan_out_(conv: nn.Conv2d, divide_groups: bool = False) -> None:
         nn.init.zeros_(conv.bias)
 
 
+def _gelu_on_fresh_input() -> nn.Module:
+    """timm's ``Mlp`` applies its activation to fc1's fresh output: in place in inference."""
+    return FreshActivation(nn.GELU())
+
+
 class ConvBnAct(nn.Module):
     """Conv (no bias) -> BatchNorm -> optional Hardswish. Keys ``conv.weight``, ``bn.*``."""
 
@@ -99,7 +106,7 @@ class ConvBnAct(nn.Module):
         _normal_fan_out_(self.conv)
 
     def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
+        return activate(self.act, self.bn(self.conv(x)))
 
 
 class DwSepConvBnAct(nn.Module):
@@ -115,7 +122,7 @@ class DwSepConvBnAct(nn.Module):
         _normal_fan_out_(self.pwconv)
 
     def forward(self, x):
-        return self.act(self.bn(self.pwconv(self.dwconv(x))))
+        return activate(self.act, self.bn(self.pwconv(self.dwconv(x))))
 
 
 class PatchEmbedUnit(nn.Module):
@@ -228,13 +235,13 @@ class MHCABlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.factoratt_crpe = FactorAttnConvRelPosEnc(dim, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=_gelu_on_fresh_input)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x, size: Tuple[int, int], cpe: ConvPosEnc, crpe: ConvRelPosEnc):
         x = cpe(x, size)
-        x = x + self.drop_path(self.factoratt_crpe(self.norm1(x), size, crpe))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_to_fresh(self.drop_path(self.factoratt_crpe(self.norm1(x), size, crpe)), x)
+        x = add_to_fresh(self.drop_path(self.mlp(self.norm2(x))), x)
         return x
 
 
@@ -278,7 +285,7 @@ class ResBlock(nn.Module):
                 _normal_fan_out_(m, divide_groups=True)
 
     def forward(self, x):
-        return x + self.conv2(self.act(self.norm(self.dwconv(self.conv1(x)))))
+        return add_to_fresh(self.conv2(activate(self.act, self.norm(self.dwconv(self.conv1(x))))), x)
 
 
 class MHCAStage(nn.Module):

@@ -68,7 +68,9 @@ from timm.models._manipulate import adapt_input_conv
 from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
-from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import (
+    activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal,
+    linear_head, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -202,8 +204,8 @@ class IRB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
         x = x.permute(0, 3, 1, 2)
-        x = self.act(self.fc1(x))
-        x = self.act(self.conv(x))
+        x = activate(self.act, self.fc1(x))
+        x = activate(self.act, self.conv(x))
         x = self.fc2(x)
         return x.permute(0, 2, 3, 1)
 
@@ -232,8 +234,8 @@ class P2TBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor, pool_convs: Sequence[nn.Module]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), pool_convs))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_to_fresh(self.drop_path(self.attn(self.norm1(x), pool_convs)), x)
+        x = add_to_fresh(self.drop_path(self.mlp(self.norm2(x))), x)
         return x
 
 

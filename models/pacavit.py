@@ -60,7 +60,9 @@ from timm.models._manipulate import adapt_input_conv
 from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
-from ._layers import channels_last_weights, check_global_pool, check_image_batch, linear_head, run_block
+from ._layers import (
+    FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
+    linear_head, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PaCaViT", "PaCaBlock", "PaCaAttention", "PaCaTeacherConvMixer", "checkpoint_filter_fn"]
@@ -100,9 +102,9 @@ class P2CConv(nn.Module):
         super().__init__()
         self.clustering = nn.Sequential(
             nn.Conv2d(dim, dim, kernel_size, padding=(kernel_size - 1) // 2, groups=dim),
-            act_layer(),
+            FreshActivation(act_layer()),
             nn.Conv2d(dim, dim, 1),
-            act_layer(),
+            FreshActivation(act_layer()),
             nn.Conv2d(dim, num_clusters, 1, bias=False),
         )
         channels_last_weights(self)  # its input is the token grid, channels-last in memory
@@ -117,7 +119,8 @@ class P2CMlp(nn.Module):
     def __init__(self, dim: int, num_clusters: int, mlp_ratio: float = 4.0, act_layer=nn.GELU, **_):
         super().__init__()
         hidden = int(dim * mlp_ratio)
-        self.clustering = nn.Sequential(nn.Linear(dim, hidden), act_layer(), nn.Linear(hidden, num_clusters))
+        self.clustering = nn.Sequential(
+            nn.Linear(dim, hidden), FreshActivation(act_layer()), nn.Linear(hidden, num_clusters))
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         return self.clustering(x).transpose(1, 2)
@@ -238,7 +241,7 @@ class DWConv(nn.Module):
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         y = _map_to_tokens(self.dwconv(_tokens_to_map(x, H, W)))
-        return y + x if self.with_shortcut else y
+        return add_to_fresh(y, x) if self.with_shortcut else y
 
 
 class Mlp(nn.Module):
@@ -257,7 +260,7 @@ class Mlp(nn.Module):
         x = self.fc1(x)
         if self.dwconv is not None:
             x = self.dwconv(x, H, W)
-        x = self.drop(self.act(x))
+        x = self.drop(activate(self.act, x))
         return self.drop(self.fc2(x))
 
 
@@ -320,11 +323,11 @@ class PaCaBlock(nn.Module):
         a = self.norm1_after(a)
         if self.gamma1 is not None:
             a = self.gamma1 * a
-        x = x + self.drop_path1(a)
+        x = add_to_fresh(self.drop_path1(a), x)
         m = self.norm2_after(self.mlp(self.norm2_before(x), H, W))
         if self.gamma2 is not None:
             m = self.gamma2 * m
-        return x + self.drop_path2(m), z
+        return add_to_fresh(self.drop_path2(m), x), z
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -337,7 +340,7 @@ class _Residual(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x):
-        return self.drop_path(self.fn(x)) + x
+        return add_to_fresh(self.drop_path(self.fn(x)), x)
 
 
 def _convmixer_block(dim: int, kernel_size: int, act_layer, drop_path: float = 0.0) -> nn.Sequential:
@@ -352,13 +355,13 @@ def _convmixer_block(dim: int, kernel_size: int, act_layer, drop_path: float = 0
         _Residual(
             nn.Sequential(
                 nn.Conv2d(dim, dim, kernel_size, padding="same", groups=dim),
-                act_layer(),
+                FreshActivation(act_layer()),
                 nn.BatchNorm2d(dim),
             ),
             drop_path,
         ),
         nn.Conv2d(dim, dim, 1),
-        act_layer(),
+        FreshActivation(act_layer()),
         nn.BatchNorm2d(dim),
     )
 
@@ -402,9 +405,9 @@ class PaCaTeacherConvMixer(nn.Module):
             if i < self.num_stages - 1:
                 nxt = embed_dims[i + 1]
                 setattr(self, f"transition{i + 1}",
-                        nn.Sequential(BlurConv2d(dim, nxt, 3, 2, 1), act_layer(), nn.BatchNorm2d(nxt)))
+                        nn.Sequential(BlurConv2d(dim, nxt, 3, 2, 1), FreshActivation(act_layer()), nn.BatchNorm2d(nxt)))
                 setattr(self, f"lateral{i + 1}",
-                        nn.Sequential(nn.Conv2d(nxt, dim, 1), act_layer(), nn.BatchNorm2d(dim)))
+                        nn.Sequential(nn.Conv2d(nxt, dim, 1), FreshActivation(act_layer()), nn.BatchNorm2d(dim)))
                 setattr(self, f"fpn{i + 1}", _convmixer_block(dim, kernel_size, act_layer, dpr[cur]))
             setattr(self, f"to_clusters{i + 1}", nn.Conv2d(dim, num_clusters[i], 1) if num_clusters[i] > 0 else None)
             cur += depths[i]

@@ -77,7 +77,9 @@ from kernels.manhattan_attention import manhattan_attention, manhattan_masks, ma
 from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
-from ._layers import channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import (
+    FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
+    init_weights_trunc_normal, linear_head, run_block)
 from ._checkpoint import FilteredState, load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
@@ -196,7 +198,7 @@ class _AttentionBase(nn.Module):
     def _out(self, o, lepe):
         """(B, n, H, W, d) -> (B, H, W, C), + LePE, out_proj."""
         b, n, h, w, d = o.shape
-        return self.out_proj(o.permute(0, 2, 3, 1, 4).reshape(b, h, w, n * d) + lepe)
+        return self.out_proj(add_to_fresh(o.permute(0, 2, 3, 1, 4).reshape(b, h, w, n * d), lepe))
 
 
 class PolylinePathAttention(_AttentionBase):
@@ -244,12 +246,13 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
         self.dwconv = DWConv2d(hidden_dim, 3, 1, 1)
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.fc1(x))
-        x = x + self.dwconv(x)
+        x = activate(self.act, self.fc1(x))
+        x = add_to_fresh(self.dwconv(x), x)
         return self.fc2(x)
 
 
@@ -273,15 +276,15 @@ class Block(nn.Module):
             self.gamma_2 = nn.Parameter(layer_init_values * torch.ones(1, 1, 1, dim))
 
     def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, decay_masks=None) -> torch.Tensor:
-        x = x + self.pos(x)
+        x = add_to_fresh(self.pos(x), x)
         a = self.retention(self.retention_layer_norm(x), sin, cos, decay_masks)
         if self.layerscale:
             a = self.gamma_1 * a
-        x = x + self.drop_path(a)
+        x = add_to_fresh(self.drop_path(a), x)
         f = self.ffn(self.final_layer_norm(x))
         if self.layerscale:
             f = self.gamma_2 * f
-        return x + self.drop_path(f)
+        return add_to_fresh(self.drop_path(f), x)
 
 
 class PatchMerging(nn.Module):
@@ -328,9 +331,9 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_chans: int, dim: int):
         super().__init__()
         self.proj = nn.Sequential(
-            nn.Conv2d(in_chans, dim // 2, 3, 2, 1), nn.BatchNorm2d(dim // 2), nn.GELU(),
-            nn.Conv2d(dim // 2, dim // 2, 3, 1, 1), nn.BatchNorm2d(dim // 2), nn.GELU(),
-            nn.Conv2d(dim // 2, dim, 3, 2, 1), nn.BatchNorm2d(dim), nn.GELU(),
+            nn.Conv2d(in_chans, dim // 2, 3, 2, 1), nn.BatchNorm2d(dim // 2), FreshActivation(nn.GELU()),
+            nn.Conv2d(dim // 2, dim // 2, 3, 1, 1), nn.BatchNorm2d(dim // 2), FreshActivation(nn.GELU()),
+            nn.Conv2d(dim // 2, dim, 3, 2, 1), nn.BatchNorm2d(dim), FreshActivation(nn.GELU()),
             nn.Conv2d(dim, dim, 3, 1, 1), nn.BatchNorm2d(dim),
         )
 

@@ -71,7 +71,9 @@ from kernels.selective_scan import selective_scan
 from kernels.state_fusion import state_fusion
 
 from ._builder import build_model
-from ._layers import check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head, run_block
+from ._layers import (
+    activate, add_to_fresh, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head,
+    run_block)
 from ._checkpoint import FilteredState, extract_state_dict, load_checkpoint
 
 __all__ = ["SpatialMamba", "SpatialMambaBlock", "StructureAwareSSM", "StateFusion", "checkpoint_filter_fn",
@@ -93,7 +95,7 @@ class ConvLayer(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         if self.act is not None:
-            x = self.act(x)
+            x = activate(self.act, x)
         return x
 
 
@@ -144,7 +146,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(activate(self.act, self.fc1(x)))
 
 
 class StateFusion(nn.Module):
@@ -224,7 +226,7 @@ class StructureAwareSSM(nn.Module):
     def forward(self, x):
         Bsz, H, W, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        u = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
+        u = activate(self.act, self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
         y = self.ssm(u)
         y = y.view(Bsz, self.d_inner, H, W).permute(0, 2, 3, 1)
         y = self.out_norm(y)
@@ -245,9 +247,9 @@ class SpatialMambaBlock(nn.Module):
 
     def forward(self, x):
         x = x + self.cpe1(x.permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1)
-        x = x + self.drop_path(self.self_attention(self.ln_1(x)))
+        x = add_to_fresh(self.drop_path(self.self_attention(self.ln_1(x))), x)
         x = x + self.cpe2(x.permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1)
-        x = x + self.drop_path(self.mlp(self.ln_2(x)))
+        x = add_to_fresh(self.drop_path(self.mlp(self.ln_2(x))), x)
         return x
 
 

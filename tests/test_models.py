@@ -4,8 +4,10 @@ import pytest
 import timm
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import models
+from models._layers import activate, add_to_fresh
 
 MODEL_NAMES = models.list_models()
 
@@ -77,6 +79,93 @@ def test_channels_last_model_gets_gradients_in_parameter_layout(family):
     h, w = _input_size(name)
     model(torch.randn(2, 3, h, w).contiguous(memory_format=torch.channels_last)).square().mean().backward()
     _assert_gradients_in_parameter_layout(model)
+
+
+class _AtenOps(TorchDispatchMode):
+    """Records the names of the aten ops dispatched inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+IN_PLACE_ACTIVATIONS = {"gelu_", "hardswish_", "silu_", "relu_"}
+
+
+@pytest.mark.parametrize("family", models.FAMILIES)
+def test_inference_computes_activations_in_place_with_identical_outputs(family):
+    # models._layers.activate / add_to_fresh: without a gradient the activations and inner residual adds write
+    # into a layer's fresh output. Logits and every stage's features must equal, bit for bit, those of the
+    # forward that records a graph (where nothing is in place), and no stage output may be overwritten later.
+    name = timm.list_models(module=family)[0]
+    h, w = _input_size(name)
+    x = torch.randn(2, 3, h, w)
+    for kwargs in (dict(num_classes=7), dict(features_only=True, out_indices=(0, 1, 2, 3))):
+        model = _create(name, **kwargs).eval()
+        recorded = model(x)
+        with torch.no_grad(), _AtenOps() as ops:
+            plain = model(x)
+        with torch.inference_mode():
+            inference = model(x)
+        for a, b, c in zip(*(t if isinstance(t, list) else [t] for t in (recorded, plain, inference))):
+            assert a.requires_grad and torch.equal(a, b) and torch.equal(a, c)
+        assert ops.names & IN_PLACE_ACTIVATIONS, f"{name}: no activation ran in place under no_grad"
+    with _AtenOps() as ops:
+        model(x)
+    assert not ops.names & IN_PLACE_ACTIVATIONS, "an activation ran in place while recording a graph"
+
+
+@pytest.mark.parametrize("act", [nn.GELU(), nn.GELU(approximate="tanh"), nn.Hardswish(), nn.SiLU(), nn.ReLU()])
+def test_activate_works_in_place_only_without_a_graph(act):
+    x = torch.randn(64, 33)
+    fresh = x.clone()
+    out = activate(act, fresh)
+    assert out is fresh and torch.equal(out, act(x))
+    # recording a graph: the input stays (the activation's backward needs it), the gradient is act's
+    w = x.clone().requires_grad_()
+    branch = w * 1.0
+    out = activate(act, branch)
+    assert out is not branch and torch.equal(branch, x)
+    (grad,) = torch.autograd.grad(out.sum(), w)
+    w2 = x.clone().requires_grad_()
+    assert torch.equal(grad, torch.autograd.grad(act(w2).sum(), w2)[0])
+    # a jit trace (fvcore's FLOP counts) keeps the out-of-place op of the official graph
+    kinds = {n.kind() for n in torch.jit.trace(lambda t: activate(act, t * 1.0), x).graph.nodes()}
+    assert not kinds & {f"aten::{name}" for name in IN_PLACE_ACTIVATIONS}, kinds
+
+
+def test_activate_leaves_activations_without_an_in_place_form_alone():
+    x = torch.randn(8, 5)
+    fresh = x.clone()
+    assert torch.equal(activate(nn.Tanh(), fresh), torch.tanh(x)) and torch.equal(fresh, x)
+
+
+def test_add_to_fresh_writes_into_the_branch_only_when_the_sum_fits_it():
+    x = torch.randn(4, 8)
+    branch = torch.randn(4, 8)
+    expected = x + branch
+    out = add_to_fresh(branch, x)
+    assert out is branch and torch.equal(out, expected)
+    # otherwise a new tensor, the branch untouched: x + branch in dtype, shape and layout
+    for other_branch in (torch.randn(4, 8).bfloat16(),  # bf16 (autocast) + fp32 sums to fp32
+                         torch.randn(1, 8),  # a branch smaller than the sum (broadcast)
+                         torch.randn(8, 4).t()):  # another layout (the sum takes x's)
+        before = other_branch.clone()
+        out = add_to_fresh(other_branch, x)
+        ref = x + before
+        assert out is not other_branch and torch.equal(other_branch, before)
+        assert torch.equal(out, ref) and out.dtype == ref.dtype and out.stride() == ref.stride()
+    # recording a graph: a new tensor and the usual gradient
+    w = torch.randn(4, 8, requires_grad=True)
+    branch = w * 2.0
+    out = add_to_fresh(branch, x)
+    assert out is not branch
+    out.sum().backward()
+    assert torch.equal(w.grad, torch.full((4, 8), 2.0))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
