@@ -101,13 +101,17 @@ class DWConv2d(nn.Module):
         return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-def _rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)."""
-    return torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)
+def _swap_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...), a new tensor."""
+    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
 
 
 def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-    return x * cos + _rotate_pairs(x) * sin
+    """The official ``x cos + rotate(x) sin``, rotate(x) = (-x1, x0, -x3, x2, ...), bit for bit. ``sin`` is
+    :class:`RotaryPositionEmbedding2D`'s table with the rotation's signs in it, so that rotate(x) sin =
+    swap_pairs(x) sin: two new tensors instead of five, the second product and the sum written in place (autograd
+    saves neither)."""
+    return (x * cos).add_(_swap_pairs(x).mul_(sin))
 
 
 class RotaryPositionEmbedding2D(nn.Module):
@@ -130,9 +134,13 @@ class RotaryPositionEmbedding2D(nn.Module):
             self.decay = None
 
     def forward(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sin, cos) tables (h, w, head_dim) for :func:`apply_rope`; sin with the rotation's signs: -sin at even
+        channels, +sin at odd ones."""
         index = torch.arange(h * w).to(self.angle)
         phase = index[:, None] * self.angle[None, :]
-        return torch.sin(phase).reshape(h, w, -1), torch.cos(phase).reshape(h, w, -1)
+        sin = torch.sin(phase)
+        sin[:, 0::2].neg_()
+        return sin.reshape(h, w, -1), torch.cos(phase).reshape(h, w, -1)
 
     def manhattan_masks(self, h: int, w: int, full: bool) -> tuple[torch.Tensor, ...]:
         """The masks one RMT stage's blocks share, built once per stage call as the official ``RetNetRelPos2d``

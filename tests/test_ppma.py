@@ -240,6 +240,25 @@ def _dense_block(attn, x, kind):
     return (o + lepe.permute(0, 2, 3, 1)) @ attn.out_proj.weight.T + attn.out_proj.bias
 
 
+def test_rope_equals_the_pair_rotation_with_its_gradient():
+    # apply_rope takes the sin table with the rotation's signs folded in (swap pairs, no negation): the same
+    # numbers as rotating each pair (x0, x1) by its angle, and the same gradient
+    torch.manual_seed(0)
+    h, w, n, d = 3, 7, 2, 8
+    sin, cos = P.RotaryPositionEmbedding2D(n * d, n)(h, w)
+    x = torch.randn(2, n, h, w, d, dtype=torch.float64, requires_grad=True)
+    got = P.apply_rope(x, sin.double(), cos.double())
+    want = _rope(x, h, w)
+    assert torch.allclose(got, want, rtol=0, atol=1e-6)  # the tables are fp32 (as in the model)
+    g = torch.randn_like(got)
+    (dx,) = torch.autograd.grad(got, x, g)
+    (dx_want,) = torch.autograd.grad(_rope(x, h, w), x, g)
+    assert torch.allclose(dx, dx_want, rtol=0, atol=1e-6)
+    with torch.no_grad():  # with x fp32 like the tables: bit for bit the rotation
+        x32 = x.float()
+        assert torch.equal(P.apply_rope(x32, sin, cos), _rope(x32, h, w))
+
+
 @pytest.mark.parametrize("kind", ["ppma", "rmt"])
 @pytest.mark.parametrize("mode", ["full", "criss_cross"])
 def test_attention_block_matches_dense_math(kind, mode):
