@@ -2,12 +2,13 @@
 official code with the same weights.
 
     python benchmarks/bench_models.py --models ppma_tiny,rmt_tiny [--size 224 | --size 800x1344] [--batch 8]
-        [--threads 2] [--modes infer,train] [--pairs 2] [--repeats 3] [--device cpu|cuda]
+        [--threads 2] [--modes infer,train] [--pairs 2] [--repeats 3] [--device cpu|cuda] [--amp bf16|fp16]
         [--official-root DIR [--pylib DIR]] [--json PATH]
 
 Every measurement runs in a fresh subprocess: build the model, one untimed call, then ``--repeats`` timed calls
 (median). ``infer`` = eval mode under ``torch.inference_mode``; ``train`` = train mode, cross-entropy on random
-labels, backward (no optimizer step: the optimizer is the same code for both). Peak memory: on CPU the growth
+labels, backward (no optimizer step: the optimizer is the same code for both); ``--amp`` runs the forward of both
+under ``torch.autocast`` with that dtype (as training on a GPU does), fp32 otherwise. Peak memory: on CPU the growth
 of the process's peak resident set (VmHWM, reset after the untimed call) over its resident set before the
 timed calls; on CUDA ``max_memory_allocated`` above the memory allocated before them.
 
@@ -33,6 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("infer", "train")
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # --amp: autocast dtype of the forward
 
 
 def _rss(field: str) -> int:
@@ -62,6 +64,8 @@ def build(impl: str, name: str, weights: str | None, official_root: str | None, 
     import timm
     import torch
 
+    if ROOT not in sys.path:  # a script run from a checkout that is not installed (a lent GPU machine)
+        sys.path.insert(0, ROOT)
     import models  # noqa: F401  (registers ours)
 
     torch.manual_seed(0)
@@ -72,23 +76,28 @@ def build(impl: str, name: str, weights: str | None, official_root: str | None, 
     return timm.create_model(name)
 
 
-def _step_fn(model, mode: str, batch: int, hw: tuple[int, int], device):
+def _step_fn(model, mode: str, batch: int, hw: tuple[int, int], device, amp: str | None = None):
     import torch
     import torch.nn.functional as F
 
     x = torch.randn(batch, 3, *hw, generator=torch.Generator().manual_seed(0)).to(device)
+    dtype = getattr(torch, AMP_DTYPES[amp]) if amp else None
+
+    def forward():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return model(x)
     if mode == "infer":
         model.eval()
 
         def step():
             with torch.inference_mode():
-                model(x)
+                forward()
         return step
     model.train()
     y = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(1)).to(device)
 
     def step():
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(forward().float(), y).backward()
         model.zero_grad(set_to_none=True)
     return step
 
@@ -100,7 +109,7 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = build(impl, name, args.weights, args.official_root, args.pylib).to(device)
-    step = _step_fn(model, mode, args.batch, args.hw, device)
+    step = _step_fn(model, mode, args.batch, args.hw, device, args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step()
     sync()
@@ -126,6 +135,8 @@ def _child(args, impl: str, name: str, mode: str, weights: str | None) -> dict |
     cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{impl}:{name}:{mode}", "--size", args.size,
            "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", str(args.repeats),
            "--device", args.device]
+    if args.amp:
+        cmd += ["--amp", args.amp]
     if weights:
         cmd += ["--weights", weights]
     if args.official_root:
@@ -198,6 +209,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", default=None, choices=sorted(AMP_DTYPES), help="autocast dtype of the forward")
     ap.add_argument("--official-root", default=None)
     ap.add_argument("--pylib", default=None, help="extra import path for the official code's dependencies")
     ap.add_argument("--json", default=None, help="also write the summary rows here")
@@ -212,7 +224,8 @@ def main(argv=None):
         impl, name, mode = args.case.split(":")
         print(json.dumps(run_case(args, impl, name, mode)))
         return
-    print(f"batch {args.batch}, {args.hw[0]}x{args.hw[1]}, {args.threads} thread(s), device {args.device}, median of "
+    print(f"batch {args.batch}, {args.hw[0]}x{args.hw[1]}, {args.threads} thread(s), device {args.device}, "
+          f"{args.amp or 'fp32'}, median of "
           f"{args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = compare(args)
     print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio")

@@ -1,10 +1,11 @@
 """The official model code of the five papers, imported from checkouts outside this repository: the
 importer (:class:`Official`), stand-ins for Spatial-Mamba's CUDA-only extensions, and builders of every
 published variant by this project's model name. Used by ``tools/make_parity_fixtures.py`` (fixtures, FLOPs) and
-``benchmarks/bench_models.py --official-root`` (speed against the official code); never by the package or its
-tests.
+``benchmarks/bench_models.py --official-root`` (speed against the official code); never by the package, and its
+tests need no official code. ``python tools/official_models.py --official-root DIR --stage OUT`` copies the files
+the importer reads into ``OUT`` (for a machine without network, e.g. a lent GPU; see benchmarks/GPU.md).
 
-The official code runs unmodified, on CPU. Two CUDA-only extensions of Spatial-Mamba get reference stand-ins
+The official code runs unmodified (on CPU here; PPMA/RMT, P2T and MPViT also on CUDA). Two CUDA-only extensions of Spatial-Mamba get reference stand-ins
 written here (not copied from anywhere): ``selective_scan_cuda_oflex_rh`` (the state-returning selective scan
 as a sequential recurrence with autograd for its backward) and ``Dwconv.dwconv_layer.DepthwiseFunction`` (the
 eval-mode depthwise conv with replicate padding, as ``F.pad(mode='replicate')`` + ``F.conv2d``). For the FLOP
@@ -13,12 +14,14 @@ counts of P2T, whose pooled sizes are computed with Python's ``round`` on traced
 """
 from __future__ import annotations
 
+import argparse
 import builtins
 import contextlib
 import copy
 import importlib
 import importlib.util
 import math
+import shutil
 import subprocess
 import sys
 import types
@@ -29,6 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# What :class:`Official` reads from each checkout (files, or folders it imports as packages): all that
+# ``--stage`` copies for a machine without network
+IMPORTED = {
+    "PPMA": ["classification/models/PPMA.py", "classification/models/RMT.py"],
+    "P2T": ["p2t.py"],
+    "PaCaViT": ["models"],
+    "MPViT": ["mpvit.py"],
+    "Spatial-Mamba": ["classification/models"],
+}
 OFFICIAL_REPOS = {
     "PPMA": "https://github.com/zhongchenzhao/PPMA",
     "P2T": "https://github.com/yuhuan-wu/P2T",
@@ -244,3 +256,40 @@ def _paca_variant(off: Official, name: str) -> nn.Module:
     finally:
         mod._arch_settings.clear()
         mod._arch_settings.update(saved)
+
+
+def stage(root: Path, out: Path) -> list[str]:
+    """Copies what :class:`Official` imports from each checkout under ``root`` into ``out``, in the same layout
+    (``Official(out)`` then works): the official model code for a machine without network, such as a lent GPU
+    (carry ``out``; a few hundred KB). Returns what it copied; a checkout that is not there is left out."""
+    copied = []
+    for repo, paths in IMPORTED.items():
+        if not (root / repo).is_dir():
+            continue
+        for rel in paths:
+            src, dst = root / repo / rel, out / repo / rel
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            elif src.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+            else:
+                raise SystemExit(f"{src} is missing: is {root / repo} a checkout of {OFFICIAL_REPOS[repo]}?")
+            copied.append(f"{repo}/{rel}")
+    return copied
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Stage the official model code: python tools/official_models.py "
+                                             "--official-root DIR --stage OUT")
+    ap.add_argument("--official-root", required=True, type=Path, help="folder with the official checkouts")
+    ap.add_argument("--stage", required=True, type=Path, help="where to copy the files the importer reads")
+    args = ap.parse_args(argv)
+    copied = stage(args.official_root, args.stage)
+    if not copied:
+        raise SystemExit(f"no official checkout under {args.official_root} (expected {', '.join(IMPORTED)})")
+    print(f"staged under {args.stage}: " + ", ".join(copied))
+
+
+if __name__ == "__main__":
+    main()
