@@ -163,7 +163,7 @@ class ConvPosEnc(nn.Module):
     def forward(self, x, size: Tuple[int, int]):
         B, N, C = x.shape
         grid = x.transpose(1, 2).reshape(B, C, size[0], size[1])
-        return (self.proj(grid) + grid).flatten(2).transpose(1, 2)
+        return add_to_fresh(self.proj(grid), grid).flatten(2).transpose(1, 2)
 
 
 class ConvRelPosEnc(nn.Module):
