@@ -96,16 +96,23 @@ class _AtenOps(TorchDispatchMode):
 IN_PLACE_ACTIVATIONS = {"gelu_", "hardswish_", "silu_", "relu_"}
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["default", "channels_last"])
 @pytest.mark.parametrize("family", models.FAMILIES)
-def test_inference_computes_activations_in_place_with_identical_outputs(family):
+def test_inference_computes_activations_in_place_with_identical_outputs(family, channels_last):
     # models._layers.activate / add_to_fresh: without a gradient the activations and inner residual adds write
     # into a layer's fresh output. Logits and every stage's features must equal, bit for bit, those of the
     # forward that records a graph (where nothing is in place), and no stage output may be overwritten later.
+    # Channels-last (the trainer's --channels-last) is where the block residual sums of PPMA/RMT, MPViT and
+    # Spatial-Mamba go in place too: their token streams are channels-first in memory otherwise.
     name = timm.list_models(module=family)[0]
     h, w = _input_size(name)
     x = torch.randn(2, 3, h, w)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     for kwargs in (dict(num_classes=7), dict(features_only=True, out_indices=(0, 1, 2, 3))):
         model = _create(name, **kwargs).eval()
+        if channels_last:
+            model = models.to_channels_last(model)
         recorded = model(x)
         with torch.no_grad(), _AtenOps() as ops:
             plain = model(x)
