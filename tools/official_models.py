@@ -5,12 +5,13 @@ published variant by this project's model name. Used by ``tools/make_parity_fixt
 tests need no official code. ``python tools/official_models.py --official-root DIR --stage OUT`` copies the files
 the importer reads into ``OUT`` (for a machine without network, e.g. a lent GPU; see benchmarks/GPU.md).
 
-The official code runs unmodified (on CPU here; PPMA/RMT, P2T and MPViT also on CUDA). Two CUDA-only extensions of Spatial-Mamba get reference stand-ins
-written here (not copied from anywhere): ``selective_scan_cuda_oflex_rh`` (the state-returning selective scan
-as a sequential recurrence with autograd for its backward) and ``Dwconv.dwconv_layer.DepthwiseFunction`` (the
-eval-mode depthwise conv with replicate padding, as ``F.pad(mode='replicate')`` + ``F.conv2d``). For the FLOP
-counts of P2T, whose pooled sizes are computed with Python's ``round`` on traced sizes, the module-level
-``round`` of the official file is wrapped in an ``int`` cast so that ``torch.jit.trace`` (fvcore) can run it.
+The official code runs unmodified, here on CPU (benchmarks/GPU.md stages it for a lent GPU, where it has not run
+yet). Two CUDA-only extensions of Spatial-Mamba get reference stand-ins written here (not copied from anywhere):
+``selective_scan_cuda_oflex_rh`` (the state-returning selective scan as a sequential recurrence with autograd for
+its backward) and ``Dwconv.dwconv_layer.DepthwiseFunction`` (the eval-mode depthwise conv with replicate padding, as
+``F.pad(mode='replicate')`` + ``F.conv2d``). For the FLOP counts of P2T, whose pooled sizes are computed with
+Python's ``round`` on traced sizes, the module-level ``round`` of the official file is wrapped in an ``int`` cast so
+that ``torch.jit.trace`` (fvcore) can run it.
 """
 from __future__ import annotations
 
