@@ -225,22 +225,59 @@ def test_setup_device_on_this_machine(monkeypatch):
             setup_device(cfg, "slurm")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU set-up of a torchrun process")
-def test_cpu_ddp_syncs_buffers_after_every_step(monkeypatch):
-    """On CPU the DDP wrapper gets no device ids and no buffer broadcast of its own; BroadcastBuffersHook gives
-    every rank rank 0's buffers after each step (a one-process gloo group here: the broadcast runs, and every
-    buffer, of every dtype, comes back unchanged)."""
+def _one_process_group_env(monkeypatch) -> None:
+    """The environment torchrun gives a one-process job, on a free port."""
     import socket
-    import torch.distributed as dist
-    from mmengine.config import Config
-
-    from openmmlab.launch import BroadcastBuffersHook, setup_device
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
         monkeypatch.setenv(k, v)
+
+
+def test_process_group_scope_destroys_the_group_created_inside(monkeypatch):
+    """The tools destroy the process group they created when the run ends (left to interpreter shutdown, a gloo
+    rank of a finished 2-process run aborted now and then); never a caller's group, and not after an exception
+    (the other ranks may still wait in a collective)."""
+    import torch.distributed as dist
+
+    from openmmlab.launch import process_group_scope
+
+    _one_process_group_env(monkeypatch)
+    with process_group_scope():
+        dist.init_process_group("gloo")
+    assert not dist.is_initialized()
+    _one_process_group_env(monkeypatch)
+    dist.init_process_group("gloo")  # the caller's
+    try:
+        with process_group_scope():
+            pass
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+    _one_process_group_env(monkeypatch)
+    try:
+        with pytest.raises(RuntimeError, match="run failed"):
+            with process_group_scope():
+                dist.init_process_group("gloo")
+                raise RuntimeError("run failed")
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU set-up of a torchrun process")
+def test_cpu_ddp_syncs_buffers_after_every_step(monkeypatch):
+    """On CPU the DDP wrapper gets no device ids and no buffer broadcast of its own; BroadcastBuffersHook gives
+    every rank rank 0's buffers after each step (a one-process gloo group here: the broadcast runs, and every
+    buffer, of every dtype, comes back unchanged)."""
+    import torch.distributed as dist
+    from mmengine.config import Config
+
+    from openmmlab.launch import BroadcastBuffersHook, setup_device
+
+    _one_process_group_env(monkeypatch)
     cfg = Config(dict(model=dict(type="X")))
     try:
         assert setup_device(cfg, "pytorch") == "cpu" and dist.is_initialized()

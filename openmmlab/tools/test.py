@@ -20,6 +20,7 @@ from mmengine.config import Config
 
 from ..checkpoint import CheckpointReadError
 from ..datasets import check_datasets
+from ..launch import process_group_scope
 from ..runner import build_runner, write_test_metrics
 from ..task import Task
 from .common import add_common_args, parse, prepare_config
@@ -59,10 +60,11 @@ def build_cfg(task: Task, args: argparse.Namespace) -> Config:
 
 
 def main(task: Task, argv=None) -> dict:
-    runner = build_runner(build_cfg(task, parse_args(task, argv)))
-    try:
-        metrics = runner.test()
-    except CheckpointReadError as err:  # not a checkpoint / truncated: its name and the problem suffice
-        raise SystemExit(str(err)) from None
-    write_test_metrics(runner, metrics)
-    return metrics
+    with process_group_scope():
+        runner = build_runner(build_cfg(task, parse_args(task, argv)))
+        try:
+            metrics = runner.test()
+        except CheckpointReadError as err:  # not a checkpoint / truncated: its name and the problem suffice
+            raise SystemExit(str(err)) from None
+        write_test_metrics(runner, metrics)
+        return metrics

@@ -24,6 +24,7 @@ from mmengine.logging import print_log
 
 from ..checkpoint import CheckpointReadError
 from ..datasets import check_datasets
+from ..launch import process_group_scope
 from ..preemption import preemption_exit_code
 from ..resumable import make_resumable
 from ..runner import build_runner
@@ -85,9 +86,10 @@ def build_cfg(task: Task, args: argparse.Namespace) -> Config:
 def main(task: Task, argv=None) -> int:
     """Trains; returns the exit status: 0 when the training finished, 128 + the signal number when SIGTERM /
     SIGINT stopped it after a checkpoint."""
-    runner = build_runner(build_cfg(task, parse_args(task, argv)))
-    try:
-        runner.train()
-    except CheckpointReadError as err:  # a bad file given to --resume / load_from: its name and the problem suffice
-        raise SystemExit(str(err)) from None
-    return preemption_exit_code(runner)
+    with process_group_scope():
+        runner = build_runner(build_cfg(task, parse_args(task, argv)))
+        try:
+            runner.train()
+        except CheckpointReadError as err:  # a bad --resume / load_from file: its name and the problem suffice
+            raise SystemExit(str(err)) from None
+        return preemption_exit_code(runner)
