@@ -301,8 +301,12 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Conv2d(dim, out_dim, 3, 2, 1)
         self.norm = nn.BatchNorm2d(out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
-        return self.norm(self.reduction(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC, contiguous (see PatchEmbed.forward)
+        # The conv input in its weight's layout: NCHW as in the official code, unless the model is channels-last.
+        # Mixed layouts would take another oneDNN algorithm, which rounds differently from the official conv.
+        fmt = torch.contiguous_format if self.reduction.weight.is_contiguous() else torch.channels_last
+        x = self.reduction(x.permute(0, 3, 1, 2).contiguous(memory_format=fmt))
+        return self.norm(x).permute(0, 2, 3, 1).contiguous()
 
 
 class Stage(nn.Module):
@@ -346,7 +350,10 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
+        # The token stream is (B, H, W, C) in memory too (the official one is NCHW memory seen as NHWC, which
+        # every LayerNorm copies, forward and backward): one copy here and per PatchMerging instead, none in a
+        # channels-last model. Outputs and gradients are bit for bit the same (the convs keep their input layouts).
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -454,6 +461,14 @@ class PPMAViT(nn.Module):
         load_checkpoint(self, path, checkpoint_filter_fn, checkpoint_key=checkpoint_key)
 
     # ------------------------------------------------------------------ forward
+    def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        """A (B, H, W, C) stage output as NCHW in the model's layout: contiguous like the official backbone's
+        outputs (so that a neck's convs take the same algorithms and round the same), channels-last memory in a
+        channels-last model."""
+        channels_last = not self.patch_embed.proj[0].weight.is_contiguous()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+
     def _check_input(self, x: torch.Tensor):
         check_image_batch(type(self).__name__, x, self.in_chans, MIN_INPUT_SIZE,
                           "the stride-32 stage needs at least one token",
@@ -483,7 +498,7 @@ class PPMAViT(nn.Module):
             x = stage.forward_blocks(x)
             if i in take_indices:
                 y = getattr(self, f'outnorm{i}')(x) if self.out_norm else x
-                intermediates.append(y.permute(0, 3, 1, 2) if output_fmt == 'NCHW' else y)
+                intermediates.append(self._to_nchw(y) if output_fmt == 'NCHW' else y)
             if stage.downsample is not None and i < last:
                 x = stage.downsample(x)
         if intermediates_only:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import models.ppma as P
+from models import to_channels_last
 from models._checkpoint import CheckpointMismatchError
 from helpers import randomize
 
@@ -159,6 +160,29 @@ def test_odd_input_sizes():
                 hh, ww = (math.ceil(hh / 4), math.ceil(ww / 4)) if i == 0 else (math.ceil(hh / 2), math.ceil(ww / 2))
                 want.append((hh, ww))
             assert sizes == want
+
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_token_stream_is_contiguous_nhwc(channels_last):
+    """Every block and LayerNorm gets the (B, H, W, C) stream contiguous in memory, in the default and the
+    channels-last layout: a stream that is NCHW memory seen as NHWC (the official layout) makes each LayerNorm
+    copy it and each depthwise conv reorder it. The NCHW stage outputs keep the model's layout."""
+    m = timm.create_model("rmt_tiny", **TINY).eval()
+    if channels_last:
+        to_channels_last(m)
+    seen = []
+    for name, mod in m.named_modules():
+        if isinstance(mod, (P.Block, torch.nn.LayerNorm)):
+            mod.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, args[0].is_contiguous())))
+    with torch.no_grad():
+        m(torch.randn(2, 3, 70, 45))
+        feats = m.forward_intermediates(torch.randn(2, 3, 70, 45), intermediates_only=True)
+    assert len(seen) == 2 * 3 * sum(len(s.blocks) for s in m.layers)
+    assert [name for name, contiguous in seen if not contiguous] == []
+    # NCHW stage outputs in the model's layout: contiguous as the official backbone's (a neck rounds the same)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert all(f.is_contiguous(memory_format=fmt) for f in feats)
 
 
 # ------------------------------------------------------------------ attention blocks vs dense formulas
