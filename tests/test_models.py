@@ -102,8 +102,9 @@ def test_inference_computes_activations_in_place_with_identical_outputs(family, 
     # models._layers.activate / add_to_fresh: without a gradient the activations and inner residual adds write
     # into a layer's fresh output. Logits and every stage's features must equal, bit for bit, those of the
     # forward that records a graph (where nothing is in place), and no stage output may be overwritten later.
-    # Channels-last (the trainer's --channels-last) is where the block residual sums of PPMA/RMT, MPViT and
-    # Spatial-Mamba go in place too: their token streams are channels-first in memory otherwise.
+    # Channels-last (the trainer's --channels-last) is where the block residual sums of MPViT and Spatial-Mamba
+    # go in place too: their token streams are channels-first in memory otherwise (PPMA/RMT's is (B, H, W, C)
+    # in both layouts).
     name = timm.list_models(module=family)[0]
     h, w = _input_size(name)
     x = torch.randn(2, 3, h, w)
