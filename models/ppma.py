@@ -462,7 +462,7 @@ class PPMAViT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
-        """A (B, H, W, C) stage output as NCHW in the model's layout: contiguous like the official backbone's
+        """A (B, H, W, C) stage output (or the last one, ``forward_features``) as NCHW in the model's layout: contiguous like the official backbone's
         outputs (so that a neck's convs take the same algorithms and round the same), channels-last memory in a
         channels-last model."""
         channels_last = not self.patch_embed.proj[0].weight.is_contiguous()
@@ -503,7 +503,7 @@ class PPMAViT(nn.Module):
                 x = stage.downsample(x)
         if intermediates_only:
             return intermediates
-        return x.permute(0, 3, 1, 2), intermediates
+        return self._to_nchw(x), intermediates
 
     def prune_intermediate_layers(
             self,
@@ -534,7 +534,7 @@ class PPMAViT(nn.Module):
             x = stage.forward_blocks(x)
             if stage.downsample is not None:
                 x = stage.downsample(x)
-        return x.permute(0, 3, 1, 2)
+        return self._to_nchw(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.proj(x.permute(0, 2, 3, 1))  # (B, h, w, 1024)

@@ -175,14 +175,15 @@ def test_token_stream_is_contiguous_nhwc(channels_last):
     for name, mod in m.named_modules():
         if isinstance(mod, (P.Block, torch.nn.LayerNorm)):
             mod.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, args[0].is_contiguous())))
+    x = torch.randn(2, 3, 70, 45)
     with torch.no_grad():
-        m(torch.randn(2, 3, 70, 45))
-        feats = m.forward_intermediates(torch.randn(2, 3, 70, 45), intermediates_only=True)
+        m(x)
+        last, feats = m.forward_intermediates(x)
     assert len(seen) == 2 * 3 * sum(len(s.blocks) for s in m.layers)
     assert [name for name, contiguous in seen if not contiguous] == []
-    # NCHW stage outputs in the model's layout: contiguous as the official backbone's (a neck rounds the same)
+    # NCHW outputs in the model's layout: contiguous as the official backbone's (a neck or head rounds the same)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    assert all(f.is_contiguous(memory_format=fmt) for f in feats)
+    assert all(f.is_contiguous(memory_format=fmt) for f in [*feats, last, m.forward_features(x)])
 
 
 # ------------------------------------------------------------------ attention blocks vs dense formulas
