@@ -107,8 +107,8 @@ def process_group_scope():
     :func:`setup_device` or mmengine's ``init_dist``); a caller's own group is left alone.
 
     Left to interpreter shutdown, gloo's worker threads can outlive the interpreter and a rank of a finished run
-    aborts ("terminate called without an active exception", SIGABRT; about 1 run in 30 of a 2-process CPU run
-    here; pytorch/pytorch#190489). After an exception the group is left as it is: the other ranks may be waiting
+    aborts ("terminate called without an active exception", SIGABRT; 1 in 30 runs of the 2-process segmentation
+    smoke config on a 2-core CPU; pytorch/pytorch#190489). After an exception the group is left as it is: the other ranks may be waiting
     in a collective, and tearing it down under them can hang (NCCL); the process is failing anyway.
     """
     owned = not (dist.is_available() and dist.is_initialized())
