@@ -33,6 +33,14 @@ def channels_last_weights(module: nn.Module) -> None:
             m.weight.data = m.weight.data.to(memory_format=torch.channels_last)
 
 
+def weight_memory_format(conv: nn.Conv2d) -> torch.memory_format:
+    """The layout of ``conv``'s weight: channels-last in a channels-last model (:func:`to_channels_last`), else
+    contiguous. Tensors the conv reads should have it: given an input of the other layout, the conv takes another
+    oneDNN algorithm, which rounds differently. Only for weights whose layout shows (kernel > 1 and more than one
+    input channel per group): the strides of a (C, 1, k, k) or (O, I, 1, 1) weight fit both layouts."""
+    return torch.contiguous_format if conv.weight.is_contiguous() else torch.channels_last
+
+
 # The activations that have an in-place form, by module type (exact: a subclass may compute something else).
 _IN_PLACE = {
     nn.GELU: lambda act, x: torch.ops.aten.gelu_(x, approximate=act.approximate),

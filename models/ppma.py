@@ -79,7 +79,7 @@ from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 from ._builder import build_model
 from ._layers import (
     FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    init_weights_trunc_normal, linear_head, run_block)
+    init_weights_trunc_normal, linear_head, run_block, weight_memory_format)
 from ._checkpoint import FilteredState, load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
@@ -302,10 +302,9 @@ class PatchMerging(nn.Module):
         self.norm = nn.BatchNorm2d(out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC, contiguous (see PatchEmbed.forward)
-        # The conv input in its weight's layout: NCHW as in the official code, unless the model is channels-last.
-        # Mixed layouts would take another oneDNN algorithm, which rounds differently from the official conv.
-        fmt = torch.contiguous_format if self.reduction.weight.is_contiguous() else torch.channels_last
-        x = self.reduction(x.permute(0, 3, 1, 2).contiguous(memory_format=fmt))
+        # the conv input NCHW in memory as in the official code (channels-last in a channels-last model), so that
+        # the conv rounds as the official one
+        x = self.reduction(x.permute(0, 3, 1, 2).contiguous(memory_format=weight_memory_format(self.reduction)))
         return self.norm(x).permute(0, 2, 3, 1).contiguous()
 
 
@@ -462,12 +461,10 @@ class PPMAViT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
-        """A (B, H, W, C) stage output (or the last one, ``forward_features``) as NCHW in the model's layout: contiguous like the official backbone's
-        outputs (so that a neck's convs take the same algorithms and round the same), channels-last memory in a
-        channels-last model."""
-        channels_last = not self.patch_embed.proj[0].weight.is_contiguous()
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+        """A (B, H, W, C) stage output (also the last one, ``forward_features``) as NCHW in the model's layout:
+        contiguous like the official backbone's outputs (so that a neck's convs take the same algorithms and
+        round the same), channels-last memory in a channels-last model."""
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=weight_memory_format(self.patch_embed.proj[0]))
 
     def _check_input(self, x: torch.Tensor):
         check_image_batch(type(self).__name__, x, self.in_chans, MIN_INPUT_SIZE,

@@ -108,8 +108,9 @@ def process_group_scope():
 
     Left to interpreter shutdown, gloo's worker threads can outlive the interpreter and a rank of a finished run
     aborts ("terminate called without an active exception", SIGABRT; 1 in 30 runs of the 2-process segmentation
-    smoke config on a 2-core CPU; pytorch/pytorch#190489). After an exception the group is left as it is: the other ranks may be waiting
-    in a collective, and tearing it down under them can hang (NCCL); the process is failing anyway.
+    smoke config on a 2-core CPU; pytorch/pytorch#190489). After an exception the group is left as it is: the
+    other ranks may be waiting in a collective, and tearing it down under them can hang (NCCL); the process is
+    failing anyway.
     """
     owned = not (dist.is_available() and dist.is_initialized())
     yield

@@ -162,7 +162,6 @@ def test_odd_input_sizes():
             assert sizes == want
 
 
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_token_stream_is_contiguous_nhwc(channels_last):
     """Every block and LayerNorm gets the (B, H, W, C) stream contiguous in memory, in the default and the
