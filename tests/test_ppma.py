@@ -283,6 +283,37 @@ def test_rope_equals_the_pair_rotation_with_its_gradient():
         assert torch.equal(P.apply_rope(x32, sin, cos), _rope(x32, h, w))
 
 
+def _official_rope(x, sin_signed, cos):
+    """The official formula x cos + rotate_every_two(x) sin, rotate = (-x1, x0, -x3, x2, ...), with the plain sin
+    table (our table carries the rotation's signs: undone exactly by negating the even channels)."""
+    sin = sin_signed.clone()
+    sin[..., 0::2] = -sin[..., 0::2]
+    rotated = torch.stack([-x[..., 1::2], x[..., 0::2]], dim=-1).flatten(-2)
+    return x * cos + rotated * sin
+
+
+def test_rope_backward_is_the_official_formula_bit_for_bit():
+    # apply_rope's own backward (g cos + swap_pairs(g sin)) against autograd through the official formula, on the
+    # permuted q/k view the attention passes; fp64 gradcheck of the same function; tables with a gradient fall
+    # back to autograd's formula
+    torch.manual_seed(0)
+    b, h, w, n, d = 2, 5, 7, 3, 8
+    sin, cos = P.RotaryPositionEmbedding2D(n * d, n)(h, w)
+    tokens = torch.randn(b, h, w, n * d, requires_grad=True)
+    x = tokens.view(b, h, w, n, d).permute(0, 3, 1, 2, 4)
+    g = torch.randn(b, n, h, w, d)
+    got = P.apply_rope(x, sin, cos)
+    want = _official_rope(x, sin, cos)
+    assert torch.equal(got, want)
+    assert torch.equal(torch.autograd.grad(got, tokens, g)[0], torch.autograd.grad(want, tokens, g)[0])
+    x64 = torch.randn(1, 2, 3, 4, 6, dtype=torch.float64, requires_grad=True)
+    sin64, cos64 = (t.double() for t in P.RotaryPositionEmbedding2D(12, 2)(3, 4))
+    assert torch.autograd.gradcheck(lambda t: P.apply_rope(t, sin64, cos64), (x64,))
+    sin_grad = sin64.clone().requires_grad_()
+    assert torch.equal(P.apply_rope(x64, sin_grad, cos64), _official_rope(x64, sin_grad, cos64))
+    assert torch.autograd.gradcheck(lambda t, s: P.apply_rope(t, s, cos64), (x64, sin_grad))
+
+
 @pytest.mark.parametrize("kind", ["ppma", "rmt"])
 @pytest.mark.parametrize("mode", ["full", "criss_cross"])
 def test_attention_block_matches_dense_math(kind, mode):
