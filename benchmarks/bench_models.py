@@ -9,8 +9,12 @@ Every measurement runs in a fresh subprocess: build the model, one untimed call,
 (median). ``infer`` = eval mode under ``torch.inference_mode``; ``train`` = train mode, cross-entropy on random
 labels, backward (no optimizer step: the optimizer is the same code for both); ``--amp`` runs the forward of both
 under ``torch.autocast`` with that dtype (as training on a GPU does), fp32 otherwise. Peak memory: on CPU the growth
-of the process's peak resident set (VmHWM, reset after the untimed call) over its resident set before the
-timed calls; on CUDA ``max_memory_allocated`` above the memory allocated before them.
+of the process's peak resident set (VmHWM) over its resident set before the first call, the model built: what a
+step needs, whatever the allocator kept from the step before (measured from after the untimed call, a step that
+found its memory still mapped grew by 0 MiB); on CUDA ``max_memory_allocated`` above the memory allocated before
+the timed calls. A training step also reports the activations autograd saved for its backward (``saved``: each
+storage once, parameters and buffers left out), counted in the untimed call: the same bytes in every process and
+on every device.
 
 With ``--official-root`` (a folder with the official checkouts PPMA, P2T, PaCaViT, MPViT, Spatial-Mamba, see
 ``tools/official_models.py``; never needed by tests or CI) each model is also built from the official code,
@@ -111,15 +115,19 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
     model = build(impl, name, args.weights, args.official_root, args.pylib).to(device)
     step = _step_fn(model, mode, args.batch, args.hw, device, args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step()
+    if device.type == "cpu":
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM
+        base = _rss("VmRSS")
+    saved = None
+    if mode == "train":
+        saved = saved_activation_bytes(model, step)  # the untimed call
+    else:
+        step()
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    else:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM
-        base = _rss("VmRSS")
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -128,7 +136,29 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
         times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss("VmHWM")) - base
     sec = statistics.median(times)
-    return {"impl": impl, "model": name, "mode": mode, "img_s": args.batch / sec, "peak_mib": max(peak, 0) / 2**20}
+    out = {"impl": impl, "model": name, "mode": mode, "img_s": args.batch / sec, "peak_mib": max(peak, 0) / 2**20}
+    if saved is not None:
+        out["saved_mib"] = saved / 2**20
+    return out
+
+
+def saved_activation_bytes(model, step) -> int:
+    """Runs ``step`` (a training step of ``model``) and returns the bytes of the tensors autograd saved for its
+    backward, each storage once, the model's parameters and buffers left out."""
+    import torch
+
+    held = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in held:  # a saved tensor is alive until the backward: its address is its own
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(saved.values())
 
 
 def _child(args, impl: str, name: str, mode: str, weights: str | None) -> dict | str:
@@ -176,7 +206,8 @@ def compare(args) -> list[dict]:
 def _print_pair(name, mode, i, res):
     cells = []
     for impl, r in res.items():
-        cells.append(f"{impl} {r['img_s']:8.2f} img/s {r['peak_mib']:8.0f} MiB" if isinstance(r, dict)
+        saved = f" saved {r['saved_mib']:6.0f} MiB" if isinstance(r, dict) and "saved_mib" in r else ""
+        cells.append(f"{impl} {r['img_s']:8.2f} img/s {r['peak_mib']:8.0f} MiB{saved}" if isinstance(r, dict)
                      else f"{impl} FAILED: {r}")
     ratio = ""
     if all(isinstance(r, dict) for r in res.values()) and "official" in res:
@@ -192,10 +223,14 @@ def _summary(name, mode, pairs) -> dict:
         if vals:
             out[f"{impl}_img_s"] = statistics.median(v["img_s"] for v in vals)
             out[f"{impl}_peak_mib"] = statistics.median(v["peak_mib"] for v in vals)
+            if "saved_mib" in vals[0]:
+                out[f"{impl}_saved_mib"] = vals[0]["saved_mib"]  # the same in every run
     if ok and "official" in ok[0]:
         out["ratio_median"] = statistics.median(p["ours"]["img_s"] / p["official"]["img_s"] for p in ok)
         mem = [p["ours"]["peak_mib"] / p["official"]["peak_mib"] for p in ok if p["official"]["peak_mib"] >= 1]
         out["mem_ratio_median"] = statistics.median(mem) if mem else float("nan")  # (< 1 MiB: not measurable)
+        if out.get("official_saved_mib"):
+            out["saved_ratio"] = out["ours_saved_mib"] / out["official_saved_mib"]
     return out
 
 
@@ -228,11 +263,12 @@ def main(argv=None):
           f"{args.amp or 'fp32'}, median of "
           f"{args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = compare(args)
-    print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio")
+    print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio"
+          "  saved ratio")
     for r in rows:
         print(f"{r['model']:<28} {r['mode']:<5} {r.get('ours_img_s', float('nan')):11.2f} "
               f"{r.get('official_img_s', float('nan')):15.2f} {r.get('ratio_median', float('nan')):23.2f} "
-              f"{r.get('mem_ratio_median', float('nan')):10.2f}")
+              f"{r.get('mem_ratio_median', float('nan')):10.2f} {r.get('saved_ratio', float('nan')):12.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -58,3 +58,19 @@ def test_bench_step_runs_the_forward_under_the_requested_autocast(mode, amp, dty
     assert model.seen == [dtype]
     if mode == "train":
         assert model.fc.weight.grad is None  # the step clears what its backward accumulated
+
+
+class _HalvesProduct(nn.Module):
+    def forward(self, h):
+        return h[:, :2] * h[:, 2:]  # saves two views of h: other tensors, h's storage
+
+
+def test_saved_activation_bytes_counts_each_saved_storage_once_without_parameters():
+    # Linear(3, 4) saves its input x (2 x 3 fp32: 24 bytes), ReLU its output h (2 x 4: 32 bytes), the product two
+    # views of h (the same storage: once), the last Linear its input (2 x 2: 16 bytes) and its weight (a
+    # parameter: left out)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), _HalvesProduct(), nn.Linear(2, 5))
+    x = torch.randn(2, 3)
+    assert bench_models.saved_activation_bytes(model, lambda: model(x).sum().backward()) == 24 + 32 + 16
+    assert model[0].weight.grad is not None  # the step itself ran, backward included
