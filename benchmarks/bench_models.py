@@ -115,7 +115,7 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
     model = build(impl, name, args.weights, args.official_root, args.pylib).to(device)
     step = _step_fn(model, mode, args.batch, args.hw, device, args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if device.type == "cpu":
+    if device.type != "cuda":  # the resident set, as the peak below reads it
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM
         base = _rss("VmRSS")
