@@ -3,7 +3,7 @@ official code with the same weights.
 
     python benchmarks/bench_models.py --models ppma_tiny,rmt_tiny [--size 224 | --size 800x1344] [--batch 8]
         [--threads 2] [--modes infer,train] [--pairs 2] [--repeats 3] [--device cpu|cuda] [--amp bf16|fp16]
-        [--official-root DIR [--pylib DIR]] [--json PATH]
+        [--grad-checkpointing full|selective] [--official-root DIR [--pylib DIR]] [--json PATH]
 
 Every measurement runs in a fresh subprocess: build the model, one untimed call, then ``--repeats`` timed calls
 (median). ``infer`` = eval mode under ``torch.inference_mode``; ``train`` = train mode, cross-entropy on random
@@ -12,9 +12,13 @@ under ``torch.autocast`` with that dtype (as training on a GPU does), fp32 other
 of the process's peak resident set (VmHWM) over its resident set before the first call, the model built: what a
 step needs, whatever the allocator kept from the step before (measured from after the untimed call, a step that
 found its memory still mapped grew by 0 MiB); on CUDA ``max_memory_allocated`` above the memory allocated before
-the timed calls. A training step also reports the activations autograd saved for its backward (``saved``: each
-storage once, parameters and buffers left out), counted in the untimed call: the same bytes in every process and
-on every device.
+the timed calls. On CPU one more call after those gives the allocator's peak (``alloc``: the most bytes PyTorch's
+CPU allocator held at once above what it held before, from the profiler's memory events: what CUDA's
+``max_memory_allocated`` counts, without what malloc keeps mapped). A training step also reports the activations
+autograd saved for its backward (``saved``: each storage once, parameters and buffers left out), counted in the
+untimed call: the same bytes in every process and on every device (not counted with ``--grad-checkpointing``,
+whose recomputed blocks save through their own hooks). ``--grad-checkpointing`` applies to ours only
+(``set_grad_checkpointing``); the official models run as they are.
 
 With ``--official-root`` (a folder with the official checkouts PPMA, P2T, PaCaViT, MPViT, Spatial-Mamba, see
 ``tools/official_models.py``; never needed by tests or CI) each model is also built from the official code,
@@ -119,8 +123,10 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM
         base = _rss("VmRSS")
-    saved = None
-    if mode == "train":
+    if impl == "ours" and args.grad_checkpointing:
+        model.set_grad_checkpointing(True if args.grad_checkpointing == "full" else args.grad_checkpointing)
+    saved = alloc = None
+    if mode == "train" and not args.grad_checkpointing:
         saved = saved_activation_bytes(model, step)  # the untimed call
     else:
         step()
@@ -135,11 +141,31 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
         sync()
         times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss("VmHWM")) - base
+    if device.type == "cpu":  # one more call, after the resident set was read: the profiler's records add to it
+        alloc = allocator_peak_bytes(step)
     sec = statistics.median(times)
     out = {"impl": impl, "model": name, "mode": mode, "img_s": args.batch / sec, "peak_mib": max(peak, 0) / 2**20}
     if saved is not None:
         out["saved_mib"] = saved / 2**20
+    if alloc is not None:
+        out["alloc_mib"] = alloc / 2**20
     return out
+
+
+def allocator_peak_bytes(fn) -> int:
+    """Runs ``fn`` and returns the most bytes PyTorch's CPU allocator held at once while it ran, above what it
+    held before (the profiler's memory events, in order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def saved_activation_bytes(model, step) -> int:
@@ -165,6 +191,8 @@ def _child(args, impl: str, name: str, mode: str, weights: str | None) -> dict |
     cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{impl}:{name}:{mode}", "--size", args.size,
            "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", str(args.repeats),
            "--device", args.device]
+    if args.grad_checkpointing:
+        cmd += ["--grad-checkpointing", args.grad_checkpointing]
     if args.amp:
         cmd += ["--amp", args.amp]
     if weights:
@@ -206,9 +234,12 @@ def compare(args) -> list[dict]:
 def _print_pair(name, mode, i, res):
     cells = []
     for impl, r in res.items():
-        saved = f" saved {r['saved_mib']:6.0f} MiB" if isinstance(r, dict) and "saved_mib" in r else ""
-        cells.append(f"{impl} {r['img_s']:8.2f} img/s {r['peak_mib']:8.0f} MiB{saved}" if isinstance(r, dict)
-                     else f"{impl} FAILED: {r}")
+        if not isinstance(r, dict):
+            cells.append(f"{impl} FAILED: {r}")
+            continue
+        alloc = f" alloc {r['alloc_mib']:6.0f} MiB" if "alloc_mib" in r else ""
+        saved = f" saved {r['saved_mib']:6.0f} MiB" if "saved_mib" in r else ""
+        cells.append(f"{impl} {r['img_s']:8.2f} img/s {r['peak_mib']:8.0f} MiB{alloc}{saved}")
     ratio = ""
     if all(isinstance(r, dict) for r in res.values()) and "official" in res:
         ratio = f"  ratio {res['ours']['img_s'] / res['official']['img_s']:.2f}"
@@ -223,14 +254,16 @@ def _summary(name, mode, pairs) -> dict:
         if vals:
             out[f"{impl}_img_s"] = statistics.median(v["img_s"] for v in vals)
             out[f"{impl}_peak_mib"] = statistics.median(v["peak_mib"] for v in vals)
-            if "saved_mib" in vals[0]:
-                out[f"{impl}_saved_mib"] = vals[0]["saved_mib"]  # the same in every run
+            for key in ("saved_mib", "alloc_mib"):
+                if key in vals[0]:
+                    out[f"{impl}_{key}"] = vals[0][key]  # the same in every run
     if ok and "official" in ok[0]:
         out["ratio_median"] = statistics.median(p["ours"]["img_s"] / p["official"]["img_s"] for p in ok)
         mem = [p["ours"]["peak_mib"] / p["official"]["peak_mib"] for p in ok if p["official"]["peak_mib"] >= 1]
         out["mem_ratio_median"] = statistics.median(mem) if mem else float("nan")  # (< 1 MiB: not measurable)
-        if out.get("official_saved_mib"):
-            out["saved_ratio"] = out["ours_saved_mib"] / out["official_saved_mib"]
+        for key in ("saved", "alloc"):
+            if out.get(f"official_{key}_mib") and f"ours_{key}_mib" in out:
+                out[f"{key}_ratio"] = out[f"ours_{key}_mib"] / out[f"official_{key}_mib"]
     return out
 
 
@@ -245,6 +278,8 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default=None, choices=sorted(AMP_DTYPES), help="autocast dtype of the forward")
+    ap.add_argument("--grad-checkpointing", default=None, choices=("full", "selective"),
+                    help="ours with set_grad_checkpointing(True | 'selective')")
     ap.add_argument("--official-root", default=None)
     ap.add_argument("--pylib", default=None, help="extra import path for the official code's dependencies")
     ap.add_argument("--json", default=None, help="also write the summary rows here")
@@ -260,15 +295,16 @@ def main(argv=None):
         print(json.dumps(run_case(args, impl, name, mode)))
         return
     print(f"batch {args.batch}, {args.hw[0]}x{args.hw[1]}, {args.threads} thread(s), device {args.device}, "
-          f"{args.amp or 'fp32'}, median of "
+          f"{args.amp or 'fp32'}, ours with grad checkpointing {args.grad_checkpointing or 'off'}, median of "
           f"{args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = compare(args)
     print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio"
-          "  saved ratio")
+          "  alloc ratio  saved ratio")
     for r in rows:
         print(f"{r['model']:<28} {r['mode']:<5} {r.get('ours_img_s', float('nan')):11.2f} "
               f"{r.get('official_img_s', float('nan')):15.2f} {r.get('ratio_median', float('nan')):23.2f} "
-              f"{r.get('mem_ratio_median', float('nan')):10.2f} {r.get('saved_ratio', float('nan')):12.2f}")
+              f"{r.get('mem_ratio_median', float('nan')):10.2f} {r.get('alloc_ratio', float('nan')):12.2f} "
+              f"{r.get('saved_ratio', float('nan')):12.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -21,7 +21,8 @@ import yaml
 
 # (key, type, default, help).  type: bool, int, float, str, or one of "list" (numbers), "kwargs" (a mapping:
 # YAML mapping in a config; `key=value ...` as timm's --model-kwargs, or a YAML/JSON mapping, on the command
-# line), "int_or_none", "backend" (a string whose flag may stand alone, meaning "inductor").
+# line), "int_or_none", "backend" (a string whose flag may stand alone, meaning "inductor"), "checkpointing"
+# (a bool, or "selective": the flag alone is True).
 # A default of None means the key may be null.
 OPTIONS: list[tuple[str, object, object, str]] = [
     # model
@@ -32,7 +33,9 @@ OPTIONS: list[tuple[str, object, object, str]] = [
     ("num_classes", "int_or_none", None, "classifier classes (null = the dataset's class count)"),
     ("drop", float, 0.0, "dropout rate"),
     ("drop_path", float, None, "stochastic depth rate (null = the model's default)"),
-    ("grad_checkpointing", bool, False, "activation checkpointing of the model's stages (model.set_grad_checkpointing)"),
+    ("grad_checkpointing", "checkpointing", False, "activation checkpointing of the model's blocks "
+     "(model.set_grad_checkpointing): the flag alone recomputes every block in backward, 'selective' only its cheap "
+     "ops (same gradients, less memory, less time than full)"),
     ("find_unused_parameters", bool, False, "DDP find_unused_parameters"),
     # data
     ("data_path", str, None, "dataset root: folder with the split folders / tar files, or the Hugging Face cache "
@@ -258,6 +261,27 @@ class _BoolAction(argparse.Action):
         setattr(namespace, self.dest, option_string in self.positive)
 
 
+class _CheckpointingAction(_BoolAction):
+    """``--flag`` sets True, ``--flag selective`` 'selective', ``--no-flag`` False."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.nargs = "?"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string not in self.positive:
+            if values is not None:
+                parser.error(f"{option_string} takes no value, got {values!r}")
+            value = False
+        elif values is None:
+            value = True
+        elif values == "selective":
+            value = "selective"
+        else:
+            parser.error(f"{option_string}: expected nothing (full checkpointing) or 'selective', got {values!r}")
+        setattr(namespace, self.dest, value)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse exits with status 2; keep that, but say which key is wrong
         if message.startswith("unrecognized arguments"):
@@ -290,6 +314,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         elif typ == "backend":
             parser.add_argument(*flags, dest=key, nargs="?", const="inductor", type=_nullable(str),
                                 help=help_text, **kw)
+        elif typ == "checkpointing":
+            parser.add_argument(*flags, dest=key, action=_CheckpointingAction, help=help_text, **kw)
         else:
             parser.add_argument(*flags, dest=key, type=_nullable(typ), help=help_text, **kw)
     return parser
@@ -313,6 +339,8 @@ def _check_value(key: str, value, source: str):
         value = float(value) if ok else value
     elif typ is str or typ == "backend":
         ok = isinstance(value, str)
+    elif typ == "checkpointing":
+        ok = isinstance(value, bool) or value == "selective"
     elif typ == "list":
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)
         value = [float(v) for v in value] if ok else value

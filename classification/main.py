@@ -212,7 +212,7 @@ def prepare_model(ctx: Context, model: nn.Module) -> nn.Module:
     if args.grad_checkpointing:
         if not hasattr(model, "set_grad_checkpointing"):
             raise ConfigError(f"--grad-checkpointing: {args.model} has no set_grad_checkpointing()")
-        model.set_grad_checkpointing(True)
+        model.set_grad_checkpointing(args.grad_checkpointing)
     model.to(ctx.device)
     check_input_size(args, model, ctx.device)
     if args.channels_last:

@@ -1,10 +1,13 @@
 """Small pieces shared by several model families."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
+from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
 from timm.layers import trunc_normal_
 
 
@@ -102,12 +105,54 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
-def run_block(block, *args, checkpointed: bool):
+GRAD_CHECKPOINTING_MODES = (False, True, 'selective')
+
+
+def grad_checkpointing_mode(enable) -> bool | str:
+    """Checks a ``set_grad_checkpointing(enable)`` value: False, True (every block's activations recomputed in
+    backward) or ``'selective'`` (only the cheap ones, see :func:`run_block`)."""
+    if isinstance(enable, str) or isinstance(enable, bool):  # 1 == True: an int would pass the membership test
+        if enable in GRAD_CHECKPOINTING_MODES:
+            return enable
+    raise ValueError(f"set_grad_checkpointing: enable must be one of {GRAD_CHECKPOINTING_MODES}, got {enable!r}")
+
+
+_aten = torch.ops.aten
+_MATMULS = {_aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default}
+
+
+def _selective_policy(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    """What a ``'selective'`` block keeps from its forward: the outputs of the costly ops (matmuls, dense
+    convolutions, attention: SDPA and every op outside ``aten``, as this project's kernels) and of batch norms,
+    whose running statistics must be updated once (the module's ``num_batches_tracked``, an in-place add that
+    cannot be cached, counts the recompute too, as under full checkpointing: it only matters with
+    ``momentum=None``). The rest (norms, activations, depthwise convs, RoPE, layout copies, residual adds) is
+    recomputed in backward from those outputs and the block's input."""
+    name = op.name()
+    if op in _MATMULS or not name.startswith('aten::') or 'attention' in name or 'batch_norm' in name:
+        return CheckpointPolicy.MUST_SAVE
+    if op is _aten.convolution.default:
+        weight, groups = args[1], args[8]
+        depthwise = groups > 1 and weight.shape[1] == 1
+        return CheckpointPolicy.PREFER_RECOMPUTE if depthwise else CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def run_block(block, *args, checkpointed: bool | str):
     """``block(*args)``, with its activations recomputed in backward when ``checkpointed``
     (``set_grad_checkpointing``) and gradients are being recorded: the one grad-checkpointing rule of every
-    family (no effect under ``torch.no_grad`` or when scripting; the same in train and eval mode)."""
+    family (no effect under ``torch.no_grad`` or when scripting; the same in train and eval mode).
+    ``checkpointed='selective'`` keeps what :func:`_selective_policy` says (PyTorch's selective activation
+    checkpointing): far less memory than no checkpointing for about half the time full checkpointing costs
+    (RMT-T training step, 800x1344, CPU: allocator peak 2279 -> 1285 MiB for 12 % less throughput; full
+    checkpointing: 820 MiB for 25 % less). The recomputed values are those of the forward, so outputs and
+    gradients are the same bit for bit. As PyTorch's rule for selective checkpointing, a forward allows one
+    backward (no ``retain_graph`` second pass)."""
     if checkpointed and torch.is_grad_enabled() and not torch.jit.is_scripting():
-        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        context_fn = torch.utils.checkpoint.noop_context_fn
+        if checkpointed == 'selective':
+            context_fn = functools.partial(create_selective_checkpoint_contexts, _selective_policy)
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False, context_fn=context_fn)
     return block(*args)
 
 

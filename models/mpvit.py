@@ -72,7 +72,7 @@ from timm.models._features import feature_take_indices
 from ._builder import build_model
 from ._layers import (
     FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    init_weights_trunc_normal, linear_head, run_block)
+    grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block)
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]
@@ -416,7 +416,8 @@ class MPViT(nn.Module):
         )
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True):
+    def set_grad_checkpointing(self, enable: bool | str = True):
+        enable = grad_checkpointing_mode(enable)
         for stage in self.mhca_stages:
             for enc in stage.mhca_blks:
                 enc.grad_checkpointing = enable

@@ -69,8 +69,8 @@ from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
 from ._layers import (
-    activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch, init_weights_trunc_normal,
-    linear_head, run_block)
+    activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch, grad_checkpointing_mode,
+    init_weights_trunc_normal, linear_head, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -358,7 +358,8 @@ class PyramidPoolingTransformer(nn.Module):
         )
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True):
+    def set_grad_checkpointing(self, enable: bool | str = True):
+        enable = grad_checkpointing_mode(enable)
         for s in self.stages:
             s.grad_checkpointing = enable
 

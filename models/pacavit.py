@@ -62,7 +62,7 @@ from kernels.fused_attention import fused_attention_pays
 from ._builder import build_model
 from ._layers import (
     FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    linear_head, run_block)
+    grad_checkpointing_mode, linear_head, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PaCaViT", "PaCaBlock", "PaCaAttention", "PaCaTeacherConvMixer", "checkpoint_filter_fn"]
@@ -614,7 +614,8 @@ class PaCaViT(nn.Module):
         )
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True):
+    def set_grad_checkpointing(self, enable: bool | str = True):
+        enable = grad_checkpointing_mode(enable)
         self.grad_checkpointing = enable
 
     @torch.jit.ignore

@@ -79,7 +79,7 @@ from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 from ._builder import build_model
 from ._layers import (
     FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    init_weights_trunc_normal, linear_head, run_block, weight_memory_format)
+    grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block, weight_memory_format)
 from ._checkpoint import FilteredState, load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",
@@ -462,7 +462,8 @@ class PPMAViT(nn.Module):
         )
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True):
+    def set_grad_checkpointing(self, enable: bool | str = True):
+        enable = grad_checkpointing_mode(enable)
         for s in self.layers:
             s.grad_checkpointing = enable
 

@@ -72,8 +72,8 @@ from kernels.state_fusion import state_fusion
 
 from ._builder import build_model
 from ._layers import (
-    activate, add_to_fresh, check_global_pool, check_image_batch, init_weights_trunc_normal, linear_head,
-    run_block)
+    activate, add_to_fresh, check_global_pool, check_image_batch, grad_checkpointing_mode, init_weights_trunc_normal,
+    linear_head, run_block)
 from ._checkpoint import FilteredState, extract_state_dict, load_checkpoint
 
 __all__ = ["SpatialMamba", "SpatialMambaBlock", "StructureAwareSSM", "StateFusion", "checkpoint_filter_fn",
@@ -362,7 +362,8 @@ class SpatialMamba(nn.Module):
         )
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True):
+    def set_grad_checkpointing(self, enable: bool | str = True):
+        enable = grad_checkpointing_mode(enable)
         for layer in self.layers:
             layer.grad_checkpointing = enable
 

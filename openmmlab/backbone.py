@@ -45,7 +45,9 @@ class VisionBackbone(BaseModule):
         frozen_stages: -1 trains everything; 0 freezes the stem; ``k >= 1`` the stem and stages 1..k
             (their parameters get no gradient and their modules stay in eval mode).
         norm_eval: keep BatchNorm layers in eval mode (frozen statistics) while training.
-        with_cp: gradient checkpointing (recompute activations in backward to save memory).
+        with_cp: gradient checkpointing: True recomputes every block's activations in backward, ``'selective'``
+            only its cheap ones (norms, activations, depthwise convs; the same gradients, less memory than none,
+            less time than True; see ``models._layers.run_block``).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, checkpoint_key=..., prefix=..., reinit=[...]])``
             or None (see the module docstring).
         **model_kwargs: passed to ``timm.create_model``, e.g. ``out_norm=True`` (PPMA, Spatial-Mamba
@@ -59,7 +61,7 @@ class VisionBackbone(BaseModule):
         drop_path_rate: float | None = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
-        with_cp: bool = False,
+        with_cp: bool | str = False,
         init_cfg: dict | None = None,
         **model_kwargs,
     ):
@@ -80,8 +82,10 @@ class VisionBackbone(BaseModule):
         self.channels = [self.model.feature_info[i]["num_chs"] for i in self.out_indices]
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        if with_cp not in (False, True, "selective") or isinstance(with_cp, int) and not isinstance(with_cp, bool):
+            raise ValueError(f"VisionBackbone: with_cp must be False, True or 'selective', got {with_cp!r}")
         if with_cp:
-            self.model.set_grad_checkpointing(True)
+            self.model.set_grad_checkpointing(with_cp)
         self._frozen_modules = self._freeze(frozen_stages)
         self._register_load_state_dict_pre_hook(self._map_official_keys_hook)
 

@@ -74,3 +74,17 @@ def test_saved_activation_bytes_counts_each_saved_storage_once_without_parameter
     x = torch.randn(2, 3)
     assert bench_models.saved_activation_bytes(model, lambda: model(x).sum().backward()) == 24 + 32 + 16
     assert model[0].weight.grad is not None  # the step itself ran, backward included
+
+
+def test_allocator_peak_bytes_is_the_most_held_at_once_above_the_start():
+    held = torch.empty(2**18)  # held before: not counted
+
+    def fn():
+        a = torch.empty(2**18)  # 1 MiB
+        b = torch.empty(2**19)  # 2 MiB, with a: the peak
+        del a, b
+        c = torch.empty(2**19)  # 2 MiB alone: below it
+        return c
+
+    assert bench_models.allocator_peak_bytes(fn) == 3 * 2**20
+    assert held.numel() == 2**18

@@ -342,7 +342,13 @@ def test_grad_checkpointing_and_aug_repeats():
     args = parse_args(["--model", "mpvit_tiny", "--grad-checkpointing", "--data-path", "/x"])
     model = prepare_model(Context(args, torch.device("cpu"), 0, 1), timm.create_model("mpvit_tiny"))
     flags = [m.grad_checkpointing for m in model.modules() if hasattr(m, "grad_checkpointing")]
-    assert flags and all(flags)
+    assert flags and all(f is True for f in flags)
+    args = parse_args(["--model", "mpvit_tiny", "--grad-checkpointing", "selective", "--data-path", "/x"])
+    model = prepare_model(Context(args, torch.device("cpu"), 0, 1), timm.create_model("mpvit_tiny"))
+    assert {m.grad_checkpointing for m in model.modules() if hasattr(m, "grad_checkpointing")} == {"selective"}
+    for bad in (["--grad-checkpointing", "full"], ["--no-grad-checkpointing", "selective"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--model", "mpvit_tiny", "--data-path", "/x", *bad])
     tiny = parse_args(["--model", "cls_test_net", "--grad-checkpointing", "--data-path", "/x"])
     with pytest.raises(ConfigError, match="cls_test_net has no set_grad_checkpointing"):
         prepare_model(Context(tiny, torch.device("cpu"), 0, 1), timm.create_model("cls_test_net"))

@@ -167,10 +167,12 @@ def test_frozen_stages_and_norm_eval():
     assert all(p.grad is not None for n, p in backbone.model.named_parameters() if n.startswith("stages.3."))
 
 
-def test_with_cp_gives_the_same_gradients():
+@pytest.mark.parametrize("with_cp", [True, "selective"])
+def test_with_cp_gives_the_same_gradients(with_cp):
     torch.manual_seed(0)
     plain = VisionBackbone(NAME, out_indices=(3,), drop_path_rate=0.0).train()
-    cp = VisionBackbone(NAME, out_indices=(3,), drop_path_rate=0.0, with_cp=True).train()
+    cp = VisionBackbone(NAME, out_indices=(3,), drop_path_rate=0.0, with_cp=with_cp).train()
+    assert {m.grad_checkpointing for m in cp.modules() if hasattr(m, "grad_checkpointing")} == {with_cp}
     cp.load_state_dict(plain.state_dict())
     grads = []
     for b in (plain, cp):
@@ -178,6 +180,8 @@ def test_with_cp_gives_the_same_gradients():
         grads.append({n: p.grad for n, p in b.named_parameters()})
     for n, g in grads[0].items():
         assert torch.allclose(g, grads[1][n], atol=1e-6), n
+    with pytest.raises(ValueError, match="VisionBackbone: with_cp must be False, True or 'selective', got 'full'"):
+        VisionBackbone(NAME, out_indices=(3,), with_cp="full")
 
 
 def test_reinit_keeps_fresh_weights_only_where_named_and_mismatched(tmp_path):
