@@ -8,7 +8,7 @@ time nor their memory is counted: the ratios favour the baselines.
 
 Shapes (batch, heads, grid, head dim): RMT-T's four stages at 224x224 batch 8 and at 800x1344 batch 1 (stages
 1-2 axial, 3-4 full). Peak memory and times as in ``bench_polyline_attention.py`` (one subprocess per case, peak
-RSS growth after a warm-up; median of ``--repeats``).
+RSS growth from before the first call at the shape, and the allocator's peak ``alloc``; median of ``--repeats``).
 
 Usage: ``python benchmarks/bench_manhattan_attention.py [--repeats 3] [--threads 2] [--impls reference,torch,cpp]
 [--shapes 224|800x1344|all] [--json PATH]``
@@ -25,7 +25,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.bench_polyline_attention import _reset_peak_rss, _rss_bytes, write_json  # noqa: E402
+from benchmarks.bench_polyline_attention import write_json  # noqa: E402
+from benchmarks.memory import allocator_peak_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 # (label, mode, batch, heads, H, W, head dim): RMT-T stages (dims 64/128/256/512, heads 4/4/8/16)
 SHAPES = {
@@ -57,16 +58,18 @@ def run_case(impl: str, shape: tuple, repeats: int, threads: int) -> dict:
 
     step(*make(2, 3))  # imports and first-call costs
     case = make(h, w)
-    _reset_peak_rss()
-    base = _rss_bytes("VmRSS")
+    reset_peak_rss()
+    base = rss_bytes("VmRSS")
     times = []
     for i in range(repeats + 1):  # the first run (allocator growth) counts for memory, not for time
         t0 = time.perf_counter()
         step(*case)
         if i:
             times.append(time.perf_counter() - t0)
+    peak = max(rss_bytes("VmHWM") - base, 0)
+    alloc = allocator_peak_bytes(lambda: step(*case))  # one more call, after the resident set was read
     times.sort()
-    return dict(impl=impl, time=times[len(times) // 2], peak=max(_rss_bytes("VmHWM") - base, 0))
+    return dict(impl=impl, time=times[len(times) // 2], peak=peak, alloc=alloc)
 
 
 def main():
@@ -85,10 +88,12 @@ def main():
         return
     impls = args.impls.split(",")
     print(f"Manhattan attention fwd+bwd, fp32, CPU, threads={args.threads}, median of {args.repeats}; memory: peak "
-          "RSS growth after warm-up, one subprocess per case; ratios against the reference (official ops)")
+          "RSS growth from before the first call, and the allocator's peak (alloc), one subprocess per case; ratios "
+          "against the reference (official ops)")
     print(f"{'shape':>12} {'mode':>5} {'B':>2} {'n':>3} {'grid':>8} | "
-          + " | ".join(f"{i:>9} s {i:>9} MiB" for i in impls) + " | "
-          + " ".join(f"{i + '/ref time':>14} {i + '/ref mem':>13}" for i in impls if i != "reference"))
+          + " | ".join(f"{i:>9} s {i:>9} MiB {'alloc':>9}" for i in impls) + " | "
+          + " ".join(f"{i + '/ref time':>14} {i + '/ref mem':>13} {i + '/ref alloc':>15}"
+                     for i in impls if i != "reference"))
     results = []
     for index, shape in enumerate(shapes):
         res = {}
@@ -101,17 +106,18 @@ def main():
                 print(f"  [{impl} {shape[0]} failed: {p.stderr.strip().splitlines()[-1] if p.stderr else p.returncode}]")
         results.append(dict(shape=shape, cases=res))
         label, mode, b, n, h, w, _ = shape
-        cells = [f"{r['time']:>11.4f} {r['peak'] / 2 ** 20:>13.1f}" if r else f"{'n/a':>11} {'n/a':>13}"
-                 for r in (res[i] for i in impls)]
+        cells = [f"{r['time']:>11.4f} {r['peak'] / 2 ** 20:>13.1f} {r['alloc'] / 2 ** 20:>9.1f}" if r else
+                 f"{'n/a':>11} {'n/a':>13} {'n/a':>9}" for r in (res[i] for i in impls)]
         ref = res.get("reference")
-        ratios = [f"{res[i]['time'] / ref['time']:>14.3f} {res[i]['peak'] / max(ref['peak'], 1):>13.3f}"
-                  if res[i] and ref else f"{'n/a':>14} {'n/a':>13}" for i in impls if i != "reference"]
+        ratios = [f"{res[i]['time'] / ref['time']:>14.3f} {res[i]['peak'] / max(ref['peak'], 1):>13.3f} "
+                  f"{res[i]['alloc'] / max(ref['alloc'], 1):>15.3f}"
+                  if res[i] and ref else f"{'n/a':>14} {'n/a':>13} {'n/a':>15}" for i in impls if i != "reference"]
         print(f"{label:>12} {mode:>5} {b:>2} {n:>3} {h:>3}x{w:<4} | " + " | ".join(cells) + " | " + " ".join(ratios),
               flush=True)
     if args.json:
         write_json(args.json, dict(benchmark="Manhattan attention, RMT-T stage shapes, fwd+bwd", device="cpu",
                                    threads=args.threads, repeats=args.repeats, time="median seconds",
-                                   peak="bytes", results=results))
+                                   peak="bytes", alloc="bytes", results=results))
 
 
 if __name__ == "__main__":

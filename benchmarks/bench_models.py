@@ -41,16 +41,12 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as a script from a checkout that is not installed (a lent GPU machine)
+    sys.path.insert(0, ROOT)
+
+from benchmarks.memory import allocator_peak_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 MODES = ("infer", "train")
 AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # --amp: autocast dtype of the forward
-
-
-def _rss(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _official_model(name: str, official_root: str, pylib: str | None):
@@ -72,8 +68,6 @@ def build(impl: str, name: str, weights: str | None, official_root: str | None, 
     import timm
     import torch
 
-    if ROOT not in sys.path:  # a script run from a checkout that is not installed (a lent GPU machine)
-        sys.path.insert(0, ROOT)
     import models  # noqa: F401  (registers ours)
 
     torch.manual_seed(0)
@@ -120,9 +114,8 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
     step = _step_fn(model, mode, args.batch, args.hw, device, args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type != "cuda":  # the resident set, as the peak below reads it
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM
-        base = _rss("VmRSS")
+        reset_peak_rss()
+        base = rss_bytes("VmRSS")
     if impl == "ours" and args.grad_checkpointing:
         model.set_grad_checkpointing(True if args.grad_checkpointing == "full" else args.grad_checkpointing)
     saved = alloc = None
@@ -140,7 +133,7 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss("VmHWM")) - base
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else rss_bytes("VmHWM")) - base
     if device.type == "cpu":  # one more call, after the resident set was read: the profiler's records add to it
         alloc = allocator_peak_bytes(step)
     sec = statistics.median(times)
@@ -150,22 +143,6 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
     if alloc is not None:
         out["alloc_mib"] = alloc / 2**20
     return out
-
-
-def allocator_peak_bytes(fn) -> int:
-    """Runs ``fn`` and returns the most bytes PyTorch's CPU allocator held at once while it ran, above what it
-    held before (the profiler's memory events, in order)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
 
 
 def saved_activation_bytes(model, step) -> int:

@@ -11,10 +11,11 @@ Shapes: batch 2, 8 heads, head dim 32, grids 14x14, 28x28, 56x56, 60x70 (N = 196
 
 Peak memory: on CPU every case runs in its own subprocess and reports the growth of the process's peak
 resident set size (``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after a
-warm-up call on a tiny grid) over its RSS just before the timed runs, i.e. the extra memory the forward +
-backward needed (inputs and one-time import costs excluded). Times: median of ``--repeats`` runs after one
-untimed run at the real shape. On CUDA it is
-``torch.cuda.max_memory_allocated`` minus the memory allocated before the runs.
+warm-up call on a tiny grid) over its RSS just before the first call at the real shape, i.e. the extra memory
+the forward + backward needed (inputs and one-time import costs excluded), and, from one more call, the
+allocator's peak (``alloc``, ``benchmarks/memory.py``: exact, without the freed memory malloc keeps mapped
+and reuses, which the resident set cannot see). Times: median of ``--repeats`` runs after one untimed run at
+the real shape. On CUDA it is ``torch.cuda.max_memory_allocated`` minus the memory allocated before the runs.
 
 Usage: ``python benchmarks/bench_polyline_attention.py [--device cpu|cuda] [--repeats 3] [--threads 2]
 [--sizes 14x14,28x28,56x56,60x70] [--impls dense,torch,sdpa] [--mode full|criss_cross] [--json PATH]``
@@ -32,6 +33,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.memory import allocator_peak_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 
 def dense_official(q, k, v, log_a, log_b):
@@ -58,20 +63,6 @@ def dense_official(q, k, v, log_a, log_b):
     s = qf @ kf.transpose(-1, -2)
     p = 0.5 * torch.softmax(s + m, -1) + 0.5 * torch.softmax(s + m.transpose(-1, -2), -1)
     return (p @ vf).view(b, n, h, w, -1)
-
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak_rss():
-    """Resets the kernel's peak-RSS mark (VmHWM) of this process (Linux: write 5 to clear_refs)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int, mode: str = "full") -> dict:
@@ -121,8 +112,8 @@ def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int,
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        _reset_peak_rss()
-        base = _rss_bytes("VmRSS")
+        reset_peak_rss()
+        base = rss_bytes("VmRSS")
     times = []
     for i in range(repeats + 1):  # the first run (allocator growth) counts for memory, not for time
         sync()
@@ -131,12 +122,14 @@ def run_case(impl: str, h: int, w: int, device: str, repeats: int, threads: int,
         sync()
         if i:
             times.append(time.perf_counter() - t0)
+    alloc = None
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = _rss_bytes("VmHWM") - base
+        peak = rss_bytes("VmHWM") - base
+        alloc = allocator_peak_bytes(step)  # one more call, after the resident set was read
     times.sort()
-    return dict(impl=impl, h=h, w=w, time=times[len(times) // 2], peak=max(peak, 0))
+    return dict(impl=impl, h=h, w=w, time=times[len(times) // 2], peak=max(peak, 0), alloc=alloc)
 
 
 def main():
@@ -159,12 +152,15 @@ def main():
         "cpp" if args.device == "cpu" else None)
     impls = args.impls.split(",") if args.impls else ["dense", "torch"] + ([fast] if fast else []) + ["sdpa"]
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
-    mem = "torch.cuda.max_memory_allocated" if args.device == "cuda" else "peak RSS growth (VmHWM) after warm-up, one subprocess per case"
+    mem = "torch.cuda.max_memory_allocated" if args.device == "cuda" else (
+        "peak RSS growth (VmHWM) from before the first call at the shape, and the allocator's peak (alloc), one "
+        "subprocess per case")
     print(f"{args.mode} polyline attention fwd+bwd, B=2, heads=8, d=32, device={args.device}, "
           f"threads={args.threads}, median of {args.repeats}; memory: {mem}")
     ours = [i for i in impls if i not in ("dense", "sdpa")]
-    header = f"{'grid':>7} {'N':>5} | " + " | ".join(f"{i:>8} s  {i:>6} MiB" for i in impls) + " |" + "".join(
-        f" {i + '/dense time':>16} {i + '/dense mem':>16} {i + '/sdpa time':>16}" for i in ours)
+    header = f"{'grid':>7} {'N':>5} | " + " | ".join(f"{i:>8} s  {i:>6} MiB  {'alloc':>8}" for i in impls) + " |" \
+        + "".join(f" {i + '/dense time':>16} {i + '/dense mem':>16} {i + '/dense alloc':>16} {i + '/sdpa time':>16}"
+                  for i in ours)
     print(header)
     results = []
     for h, w in sizes:
@@ -182,20 +178,24 @@ def main():
         cells = []
         for impl in impls:
             r = res.get(impl)
-            cells.append(f"{r['time']:>10.4f}  {r['peak'] / 2 ** 20:>10.1f}" if r else f"{'n/a':>10}  {'n/a':>10}")
+            alloc = f"{r['alloc'] / 2 ** 20:>8.1f}" if r and r.get("alloc") is not None else f"{'n/a':>8}"
+            cells.append(f"{r['time']:>10.4f}  {r['peak'] / 2 ** 20:>10.1f}  {alloc}" if r else
+                         f"{'n/a':>10}  {'n/a':>10}  {alloc}")
         ratio = ""
         dn, sd = res.get("dense"), res.get("sdpa")
         for impl in ours:
             t = res.get(impl)
             ratio += f" {t['time'] / dn['time']:>16.3f} {t['peak'] / max(dn['peak'], 1):>16.3f}" if t and dn else \
                 f" {'n/a':>16} {'n/a':>16}"
+            ratio += f" {t['alloc'] / max(dn['alloc'], 1):>16.3f}" if t and dn and t.get("alloc") is not None \
+                and dn.get("alloc") is not None else f" {'n/a':>16}"
             ratio += f" {t['time'] / sd['time']:>16.3f}" if t and sd else f" {'n/a':>16}"
         print(f"{h:>3}x{w:<3} {h * w:>5} | " + " | ".join(cells) + " |" + ratio, flush=True)
     if args.json:
         write_json(args.json, dict(benchmark=f"polyline attention, {args.mode} mode, fwd+bwd", mode=args.mode,
                                    batch=2, heads=8, head_dim=32,
                                    device=args.device, threads=args.threads, repeats=args.repeats, memory=mem,
-                                   time="median seconds", peak="bytes", results=results))
+                                   time="median seconds", peak="bytes", alloc="bytes (CPU)", results=results))
 
 
 def write_json(path: str, payload: dict):

@@ -4,11 +4,10 @@ Protocol: one untimed warm-up step at the real shape, then ``repeats`` timed ste
 step time. Inference: eval mode under ``torch.inference_mode``. Training: train mode, cross-entropy on random
 labels, backward and an AdamW step (the recipes' optimizer), gradients set to None between steps.
 
-Peak memory is what a step needs above what was resident before it (model, optimizer state and inputs
-excluded): on CPU the growth of the process's peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs`` after the warm-up) over its resident set just before the timed steps; on CUDA
-``torch.cuda.max_memory_allocated`` minus the memory allocated before them. Run one model per process
-(``benchmarks/zoo.py`` does) so that one model's memory does not hide in another's peak.
+Peak memory is what a step needs above what was allocated before it (model, optimizer state and inputs
+excluded): on CUDA ``torch.cuda.max_memory_allocated`` during the timed steps minus the memory allocated before
+them; on CPU the same count from the profiler's memory events, in one more step after the timed ones
+(``benchmarks/memory.py``; the peak resident set misses what a step finds still mapped from the step before).
 """
 from __future__ import annotations
 
@@ -17,41 +16,16 @@ import time
 import torch
 from torch import nn
 
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not found in /proc/self/status")
+from benchmarks.memory import allocator_peak_bytes
 
 
-class PeakMemory:
-    """Peak memory of what runs between ``start()`` and ``peak_mib()`` (see the module docstring)."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.base = 0
-
-    def start(self):
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            with open("/proc/self/clear_refs", "w") as f:  # "5" resets the peak-RSS mark (Linux)
-                f.write("5")
-            self.base = _rss_bytes("VmRSS")
-
-    def peak_mib(self) -> float:
-        peak = torch.cuda.max_memory_allocated() if self.device == "cuda" else _rss_bytes("VmHWM")
-        return max(peak - self.base, 0) / 2**20
-
-
-def time_steps(step, repeats: int, device: str, memory: PeakMemory) -> tuple[list[float], float]:
+def time_steps(step, repeats: int, device: str) -> tuple[list[float], float]:
     """Runs ``step`` once untimed, then ``repeats`` times timed; returns (step times in s, peak MiB)."""
     step()
-    memory.start()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
     times = []
     for _ in range(repeats):
         if device == "cuda":
@@ -61,7 +35,11 @@ def time_steps(step, repeats: int, device: str, memory: PeakMemory) -> tuple[lis
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return times, memory.peak_mib()
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = allocator_peak_bytes(step)
+    return times, max(peak, 0) / 2**20
 
 
 def _median(values: list[float]) -> float:
@@ -77,7 +55,7 @@ def inference_speed(model: nn.Module, batch: int, size: int, repeats: int, devic
         with torch.inference_mode():
             model(x)
 
-    times, peak = time_steps(step, repeats, device, PeakMemory(device))
+    times, peak = time_steps(step, repeats, device)
     return dict(img_s=batch / _median(times), step_s=_median(times), peak_mib=peak)
 
 
@@ -93,5 +71,5 @@ def training_speed(model: nn.Module, batch: int, size: int, repeats: int, device
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    times, peak = time_steps(step, repeats, device, PeakMemory(device))
+    times, peak = time_steps(step, repeats, device)
     return dict(img_s=batch / _median(times), step_s=_median(times), peak_mib=peak)
