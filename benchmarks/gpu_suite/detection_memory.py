@@ -11,24 +11,27 @@ import torch
 
 from .common import Section, peak_mib, sync
 
-VARIANTS = (  # (model, label, model kwargs, autocast dtype)
+VARIANTS = (  # (model, label, model kwargs (+ "checkpointing": set_grad_checkpointing's mode), autocast dtype)
     ("ppma_tiny", "ours (triton), fp32", {}, None),
     ("ppma_tiny", "ours (triton), bf16 autocast", {}, torch.bfloat16),
     ("ppma_tiny", "dense reference attention, bf16 autocast", {"attn_impl": "reference"}, torch.bfloat16),
     ("ppma_tiny", "dense reference attention, fp32", {"attn_impl": "reference"}, None),
+    ("ppma_tiny", "ours (triton), bf16 autocast, selective checkpointing", {"checkpointing": "selective"},
+     torch.bfloat16),
     ("spatial_mamba_tiny", "ours (triton scan), fp32", {}, None),
     ("spatial_mamba_tiny", "ours (triton scan), bf16 autocast", {}, torch.bfloat16),
     ("spatial_mamba_tiny", "torch chunked scan, bf16 autocast", {"scan_impl": "torch"}, torch.bfloat16),
 )
 
 
-def backbone_step(name: str, batch: int, hw: tuple[int, int], device, amp, **kwargs) -> dict:
+def backbone_step(name: str, batch: int, hw: tuple[int, int], device, amp, checkpointing=False, **kwargs) -> dict:
     import timm
 
     import models  # noqa: F401  (registers the backbones)
 
     torch.manual_seed(0)
     model = timm.create_model(name, features_only=True, out_norm=True, **kwargs).to(device).train()
+    model.model.set_grad_checkpointing(checkpointing)  # timm's features_only wrapper has no such method
     x = torch.randn(batch, 3, *hw, device=device)
 
     def step():
@@ -99,5 +102,7 @@ def run(sec: Section) -> None:
                         lambda: finite_case(name, 1, (800, 1216), sec.device, amp))
     sec.run("ppma_tiny fp32: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[0][1], VARIANTS[3][1]))
     sec.run("ppma_tiny bf16: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[1][1], VARIANTS[2][1]))
+    sec.run("ppma_tiny bf16: selective checkpointing vs none",
+            lambda: ratio("ppma_tiny", VARIANTS[4][1], VARIANTS[1][1]))
     sec.run("spatial_mamba_tiny bf16: triton vs torch scan",
-            lambda: ratio("spatial_mamba_tiny", VARIANTS[5][1], VARIANTS[6][1]))
+            lambda: ratio("spatial_mamba_tiny", VARIANTS[6][1], VARIANTS[7][1]))
