@@ -339,3 +339,22 @@ def test_set_grad_checkpointing_rejects_unknown_modes(enable):
     model = _create("rmt_tiny")
     with pytest.raises(ValueError, match="enable must be one of .*'selective'.*got"):
         model.set_grad_checkpointing(enable)
+
+
+@pytest.mark.parametrize("family", models.FAMILIES)
+def test_features_only_model_takes_set_grad_checkpointing(family):
+    """timm's features_only wrapper has no ``set_grad_checkpointing``; ours passes it to the wrapped model."""
+    name = f"{family}_tiny"
+    model = _create(name, features_only=True, drop_path_rate=0.0).train()
+    x = torch.randn(1, 3, *_input_size(name))
+
+    def grads(mode):
+        model.zero_grad(set_to_none=True)
+        model.set_grad_checkpointing(mode)
+        sum(f.square().mean() for f in model(x)).backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    ref = grads(False)
+    got = grads("selective")
+    assert {m.grad_checkpointing for m in model.modules() if hasattr(m, "grad_checkpointing")} == {"selective"}
+    assert ref.keys() == got.keys() and all(torch.equal(ref[n], got[n]) for n in ref)

@@ -31,7 +31,7 @@ def backbone_step(name: str, batch: int, hw: tuple[int, int], device, amp, check
 
     torch.manual_seed(0)
     model = timm.create_model(name, features_only=True, out_norm=True, **kwargs).to(device).train()
-    model.model.set_grad_checkpointing(checkpointing)  # timm's features_only wrapper has no such method
+    model.set_grad_checkpointing(checkpointing)
     x = torch.randn(batch, 3, *hw, device=device)
 
     def step():
