@@ -45,6 +45,7 @@ if ROOT not in sys.path:  # run as a script from a checkout that is not installe
     sys.path.insert(0, ROOT)
 
 from benchmarks.memory import allocator_peak_bytes, reset_peak_rss, rss_bytes  # noqa: E402
+
 MODES = ("infer", "train")
 AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # --amp: autocast dtype of the forward
 

@@ -111,9 +111,8 @@ GRAD_CHECKPOINTING_MODES = (False, True, 'selective')
 def grad_checkpointing_mode(enable) -> bool | str:
     """Checks a ``set_grad_checkpointing(enable)`` value: False, True (every block's activations recomputed in
     backward) or ``'selective'`` (only the cheap ones, see :func:`run_block`)."""
-    if isinstance(enable, str) or isinstance(enable, bool):  # 1 == True: an int would pass the membership test
-        if enable in GRAD_CHECKPOINTING_MODES:
-            return enable
+    if isinstance(enable, (bool, str)) and enable in GRAD_CHECKPOINTING_MODES:  # (1 == True: no ints)
+        return enable
     raise ValueError(f"set_grad_checkpointing: enable must be one of {GRAD_CHECKPOINTING_MODES}, got {enable!r}")
 
 
