@@ -23,18 +23,24 @@ def reset_peak_rss() -> None:
         f.write("5")
 
 
-def allocator_peak_bytes(fn) -> int:
-    """Runs ``fn`` and returns the most bytes PyTorch's CPU allocator held at once while it ran, above what it
-    held before (the profiler's memory events, in order). The profiler's own records add to the resident set:
-    read that before."""
+def allocator_events(fn) -> tuple[object, list[int]]:
+    """Runs ``fn`` and returns (its result, the bytes PyTorch's CPU allocator took (+) and gave back (-) while it
+    ran, in order: the profiler's memory events). The profiler's own records add to the resident set: read that
+    before."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+        result = fn()
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
                     if e.name() == "[memory]")
+    return result, [nbytes for _, nbytes in events]
+
+
+def allocator_peak_bytes(fn) -> int:
+    """Runs ``fn`` and returns the most bytes PyTorch's CPU allocator held at once while it ran, above what it
+    held before."""
     live = peak = 0
-    for _, nbytes in events:
+    for nbytes in allocator_events(fn)[1]:
         live += nbytes
         peak = max(peak, live)
     return peak

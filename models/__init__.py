@@ -5,8 +5,8 @@
 
 Importing this package needs only torch and timm (no OpenMMLab package). Besides the models it offers what
 the layers above it (``openmmlab``, the task folders) build on: the checkpoint rules (``read_checkpoint``,
-``extract_state_dict``, ``drop_classifier``, ``load_state_dict_checked``, ``checkpoint_filter_for``) and the
-FLOP-counting handles of the custom ops (``flop_count_handles``), so that nothing above imports ``kernels``.
+``extract_state_dict``, ``drop_classifier``, ``load_state_dict_checked``, ``checkpoint_filter_for``), the check of a
+``set_grad_checkpointing`` mode (``grad_checkpointing_mode``) and the FLOP-counting handles of the custom ops (``flop_count_handles``), so that nothing above imports ``kernels``.
 """
 import sys
 
@@ -15,7 +15,7 @@ from timm.models import model_entrypoint
 
 from ._checkpoint import (CheckpointMismatchError, FilteredState, FilterFn, drop_classifier, extract_state_dict,
                           load_checkpoint, load_state_dict_checked, read_checkpoint)
-from ._layers import to_channels_last
+from ._layers import grad_checkpointing_mode, to_channels_last
 from . import mpvit, p2t, pacavit, ppma, spatial_mamba  # noqa: F401  (each family module registers its models with timm)
 
 # Module names of the model families, one file each.
@@ -40,4 +40,4 @@ def flop_count_handles() -> dict:
 
 
 __all__ = ["FAMILIES", "CheckpointMismatchError", "FilteredState", "checkpoint_filter_for", "drop_classifier", "extract_state_dict",
-           "flop_count_handles", "list_models", "load_checkpoint", "load_state_dict_checked", "read_checkpoint", "to_channels_last"]
+           "flop_count_handles", "grad_checkpointing_mode", "list_models", "load_checkpoint", "load_state_dict_checked", "read_checkpoint", "to_channels_last"]

@@ -108,12 +108,13 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 GRAD_CHECKPOINTING_MODES = (False, True, 'selective')
 
 
-def grad_checkpointing_mode(enable) -> bool | str:
-    """Checks a ``set_grad_checkpointing(enable)`` value: False, True (every block's activations recomputed in
-    backward) or ``'selective'`` (only the cheap ones, see :func:`run_block`)."""
+def grad_checkpointing_mode(enable, name: str = "set_grad_checkpointing: enable") -> bool | str:
+    """Checks a ``set_grad_checkpointing(enable)`` value (``name`` says where it came from in the error): False,
+    True (every block's activations recomputed in backward) or ``'selective'`` (only the cheap ones, see
+    :func:`run_block`)."""
     if isinstance(enable, (bool, str)) and enable in GRAD_CHECKPOINTING_MODES:  # (1 == True: no ints)
         return enable
-    raise ValueError(f"set_grad_checkpointing: enable must be one of {GRAD_CHECKPOINTING_MODES}, got {enable!r}")
+    raise ValueError(f"{name} must be one of {GRAD_CHECKPOINTING_MODES}, got {enable!r}")
 
 
 _aten = torch.ops.aten

@@ -32,7 +32,7 @@ from timm.models import group_parameters
 from torch import nn
 
 from models import (CheckpointMismatchError, FilteredState, checkpoint_filter_for, drop_classifier, extract_state_dict,
-                    list_models, load_checkpoint, read_checkpoint)
+                    grad_checkpointing_mode, list_models, load_checkpoint, read_checkpoint)
 
 
 class VisionBackbone(BaseModule):
@@ -82,9 +82,7 @@ class VisionBackbone(BaseModule):
         self.channels = [self.model.feature_info[i]["num_chs"] for i in self.out_indices]
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        if with_cp not in (False, True, "selective") or isinstance(with_cp, int) and not isinstance(with_cp, bool):
-            raise ValueError(f"VisionBackbone: with_cp must be False, True or 'selective', got {with_cp!r}")
-        if with_cp:
+        if grad_checkpointing_mode(with_cp, "VisionBackbone: with_cp"):
             self.model.set_grad_checkpointing(with_cp)
         self._frozen_modules = self._freeze(frozen_stages)
         self._register_load_state_dict_pre_hook(self._map_official_keys_hook)

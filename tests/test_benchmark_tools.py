@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import bench_models
+from benchmarks import bench_models, memory
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 import official_models  # noqa: E402
@@ -86,5 +86,5 @@ def test_allocator_peak_bytes_is_the_most_held_at_once_above_the_start():
         c = torch.empty(2**19)  # 2 MiB alone: below it
         return c
 
-    assert bench_models.allocator_peak_bytes(fn) == 3 * 2**20
+    assert memory.allocator_peak_bytes(fn) == 3 * 2**20
     assert held.numel() == 2**18

@@ -263,11 +263,10 @@ def test_grad_checkpointing_recomputes_and_keeps_gradients(name):
 def _bytes_left_allocated(fn):
     """Runs ``fn`` and returns (its result, the bytes PyTorch's CPU allocator holds afterwards above what it held
     before: what the forward left alive for the backward)."""
-    from torch.profiler import ProfilerActivity, profile
+    from benchmarks.memory import allocator_events
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = fn()
-    return out, sum(e.nbytes() for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    out, events = allocator_events(fn)
+    return out, sum(events)
 
 
 @pytest.mark.parametrize("name", [f"{family}_tiny" for family in models.FAMILIES] + ["rmt_tiny"])

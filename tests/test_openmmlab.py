@@ -180,7 +180,8 @@ def test_with_cp_gives_the_same_gradients(with_cp):
         grads.append({n: p.grad for n, p in b.named_parameters()})
     for n, g in grads[0].items():
         assert torch.allclose(g, grads[1][n], atol=1e-6), n
-    with pytest.raises(ValueError, match="VisionBackbone: with_cp must be False, True or 'selective', got 'full'"):
+    with pytest.raises(ValueError,
+                       match=r"VisionBackbone: with_cp must be one of \(False, True, 'selective'\), got 'full'"):
         VisionBackbone(NAME, out_indices=(3,), with_cp="full")
 
 
