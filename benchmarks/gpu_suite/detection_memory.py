@@ -11,16 +11,26 @@ import torch
 
 from .common import Section, peak_mib, sync
 
+OURS_FP32, OURS_BF16 = "ours (triton), fp32", "ours (triton), bf16 autocast"
+DENSE_FP32, DENSE_BF16 = "dense reference attention, fp32", "dense reference attention, bf16 autocast"
+OURS_BF16_SELECTIVE = "ours (triton), bf16 autocast, selective checkpointing"
+SCAN_TRITON_FP32, SCAN_TRITON_BF16 = "ours (triton scan), fp32", "ours (triton scan), bf16 autocast"
+SCAN_TORCH_BF16 = "torch chunked scan, bf16 autocast"
 VARIANTS = (  # (model, label, model kwargs (+ "checkpointing": set_grad_checkpointing's mode), autocast dtype)
-    ("ppma_tiny", "ours (triton), fp32", {}, None),
-    ("ppma_tiny", "ours (triton), bf16 autocast", {}, torch.bfloat16),
-    ("ppma_tiny", "dense reference attention, bf16 autocast", {"attn_impl": "reference"}, torch.bfloat16),
-    ("ppma_tiny", "dense reference attention, fp32", {"attn_impl": "reference"}, None),
-    ("ppma_tiny", "ours (triton), bf16 autocast, selective checkpointing", {"checkpointing": "selective"},
-     torch.bfloat16),
-    ("spatial_mamba_tiny", "ours (triton scan), fp32", {}, None),
-    ("spatial_mamba_tiny", "ours (triton scan), bf16 autocast", {}, torch.bfloat16),
-    ("spatial_mamba_tiny", "torch chunked scan, bf16 autocast", {"scan_impl": "torch"}, torch.bfloat16),
+    ("ppma_tiny", OURS_FP32, {}, None),
+    ("ppma_tiny", OURS_BF16, {}, torch.bfloat16),
+    ("ppma_tiny", DENSE_BF16, {"attn_impl": "reference"}, torch.bfloat16),
+    ("ppma_tiny", DENSE_FP32, {"attn_impl": "reference"}, None),
+    ("ppma_tiny", OURS_BF16_SELECTIVE, {"checkpointing": "selective"}, torch.bfloat16),
+    ("spatial_mamba_tiny", SCAN_TRITON_FP32, {}, None),
+    ("spatial_mamba_tiny", SCAN_TRITON_BF16, {}, torch.bfloat16),
+    ("spatial_mamba_tiny", SCAN_TORCH_BF16, {"scan_impl": "torch"}, torch.bfloat16),
+)
+COMPARISONS = (  # (record name, model, the variant measured, the variant it is measured against), by label
+    ("ppma_tiny fp32: ours vs dense", "ppma_tiny", OURS_FP32, DENSE_FP32),
+    ("ppma_tiny bf16: ours vs dense", "ppma_tiny", OURS_BF16, DENSE_BF16),
+    ("ppma_tiny bf16: selective checkpointing vs none", "ppma_tiny", OURS_BF16_SELECTIVE, OURS_BF16),
+    ("spatial_mamba_tiny bf16: triton vs torch scan", "spatial_mamba_tiny", SCAN_TRITON_BF16, SCAN_TORCH_BF16),
 )
 
 
@@ -100,9 +110,5 @@ def run(sec: Section) -> None:
             for amp in (torch.bfloat16, torch.float16):
                 sec.run(f"{name} finite under {str(amp)[6:]} autocast, 1216x800 b1",
                         lambda: finite_case(name, 1, (800, 1216), sec.device, amp))
-    sec.run("ppma_tiny fp32: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[0][1], VARIANTS[3][1]))
-    sec.run("ppma_tiny bf16: ours vs dense", lambda: ratio("ppma_tiny", VARIANTS[1][1], VARIANTS[2][1]))
-    sec.run("ppma_tiny bf16: selective checkpointing vs none",
-            lambda: ratio("ppma_tiny", VARIANTS[4][1], VARIANTS[1][1]))
-    sec.run("spatial_mamba_tiny bf16: triton vs torch scan",
-            lambda: ratio("spatial_mamba_tiny", VARIANTS[6][1], VARIANTS[7][1]))
+    for title, name, ours, other in COMPARISONS:
+        sec.run(title, lambda: ratio(name, ours, other))
