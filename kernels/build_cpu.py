@@ -29,7 +29,9 @@ EXTENSIONS = [("kernels.selective_scan._scan_cpu", "kernels/selective_scan/scan_
                ["kernels/cpu_math.h", "kernels/cpu_tiles.h",
                 "kernels/cpu_inputs.h"]),
               ("kernels.manhattan_attention._manhattan_cpu", "kernels/manhattan_attention/manhattan_cpu.cpp",
-               ["kernels/cpu_math.h", "kernels/cpu_tiles.h", "kernels/cpu_inputs.h"])]
+               ["kernels/cpu_math.h", "kernels/cpu_tiles.h", "kernels/cpu_inputs.h"]),
+              ("kernels.depthwise_conv._weight_grad_cpu", "kernels/depthwise_conv/weight_grad_cpu.cpp",
+               ["kernels/cpu_math.h"])]
 # -fopenmp: at::parallel_for's OpenMP pragmas (and `omp simd`) are compiled into these files; -fno-trapping-math
 # (as torch is built): without it GCC keeps floating-point selects as branches and does not vectorise them
 FLAGS = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]

@@ -10,6 +10,8 @@ from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
 from timm.layers import trunc_normal_
 
+from kernels.depthwise_conv import depthwise_conv2d
+
 
 def init_weights_trunc_normal(m: nn.Module) -> None:
     """The official initialisation of the PPMA, P2T, MPViT and Spatial-Mamba transformers (``model.apply``):
@@ -34,6 +36,21 @@ def channels_last_weights(module: nn.Module) -> None:
         if isinstance(m, nn.Conv2d):
             # .to() restrides a (C, 1, k, k) weight that .contiguous() would call channels-last already
             m.weight.data = m.weight.data.to(memory_format=torch.channels_last)
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d(dim, dim, kernel_size, stride, padding, groups=dim)`` (same parameters, keys and outputs) that runs
+    through :func:`kernels.depthwise_conv.depthwise_conv2d` where it applies (stride 1, integer zero padding): on
+    the CPU its weight gradient is compiled for kernels larger than 3 x 3, where oneDNN's is slow."""
+
+    def __init__(self, dim: int, kernel_size, stride=1, padding=0, bias: bool = True):
+        super().__init__(dim, dim, kernel_size, stride, padding, groups=dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != (1, 1) or self.dilation != (1, 1) or self.padding_mode != "zeros" \
+                or isinstance(self.padding, str):
+            return super().forward(x)
+        return depthwise_conv2d(x, self.weight, self.bias, self.padding)
 
 
 def weight_memory_format(conv: nn.Conv2d) -> torch.memory_format:

@@ -71,7 +71,7 @@ from timm.models._features import feature_take_indices
 
 from ._builder import build_model
 from ._layers import (
-    FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
+    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
     grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block)
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
@@ -158,7 +158,7 @@ class ConvPosEnc(nn.Module):
 
     def __init__(self, dim, kernel_size=3):
         super().__init__()
-        self.proj = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim)
+        self.proj = DepthwiseConv2d(dim, kernel_size, 1, kernel_size // 2)
 
     def forward(self, x, size: Tuple[int, int]):
         B, N, C = x.shape
@@ -186,7 +186,7 @@ class ConvRelPosEnc(nn.Module):
         self.channel_splits = []
         for k, heads in window.items():
             ch = heads * head_dim
-            self.conv_list.append(nn.Conv2d(ch, ch, k, 1, k // 2, groups=ch))
+            self.conv_list.append(DepthwiseConv2d(ch, k, 1, k // 2))
             self.channel_splits.append(ch)
         channels_last_weights(self)  # v arrives as (B, N, C) tokens, channels-last in memory as a map
 

@@ -61,7 +61,7 @@ from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
 from ._layers import (
-    FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
+    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
     grad_checkpointing_mode, linear_head, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
@@ -101,7 +101,7 @@ class P2CConv(nn.Module):
     def __init__(self, dim: int, num_clusters: int, kernel_size: int = 7, act_layer=nn.GELU, **_):
         super().__init__()
         self.clustering = nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size, padding=(kernel_size - 1) // 2, groups=dim),
+            DepthwiseConv2d(dim, kernel_size, 1, (kernel_size - 1) // 2),
             FreshActivation(act_layer()),
             nn.Conv2d(dim, dim, 1),
             FreshActivation(act_layer()),
@@ -235,7 +235,7 @@ class DWConv(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 3, with_shortcut: bool = True):
         super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=(kernel_size - 1) // 2, groups=dim)
+        self.dwconv = DepthwiseConv2d(dim, kernel_size, 1, (kernel_size - 1) // 2)
         channels_last_weights(self)  # its input is the token grid, channels-last in memory
         self.with_shortcut = with_shortcut
 

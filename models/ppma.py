@@ -78,7 +78,7 @@ from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
 from ._layers import (
-    FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
+    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
     grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block, weight_memory_format)
 from ._checkpoint import FilteredState, load_checkpoint
 
@@ -94,7 +94,7 @@ class DWConv2d(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int, stride: int, padding: int):
         super().__init__()
-        self.conv = nn.Conv2d(dim, dim, kernel_size, stride, padding, groups=dim)
+        self.conv = DepthwiseConv2d(dim, kernel_size, stride, padding)
         channels_last_weights(self)  # the input is always a permuted (B, H, W, C) tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
