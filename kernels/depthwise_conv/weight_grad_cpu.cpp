@@ -2,8 +2,8 @@
 // compiled:
 //   dw[c, i, j] = sum over (b, y, x) of g[b, c, y, x] * input[b, c, y + i - ph, x + j - pw],   db[c] = sum of g[b, c]
 // (terms outside the input are zero padding). oneDNN's kernel for this is fast for 3 x 3 but takes ~25 times
-// longer per tap for 5 x 5 and 7 x 7 (PPMA / RMT's LePE, MPViT's conv relative position encoding), and it also
-// computes the bias gradient: that was most of those convolutions' backward on the CPU.
+// longer per tap for 5 x 5 and 7 x 7 (PPMA / RMT's LePE, MPViT's conv relative position encoding), and a backward
+// that asks it for the bias gradient runs that kernel too: it was most of those convolutions' backward on the CPU.
 //
 // Layout: both tensors channels-last in memory (channel stride 1), any other strides; the channels of a pixel are
 // the vector lanes. A task takes a range of output rows (b, y) and sums, per tap and block of kV channels, over
@@ -62,8 +62,8 @@ CPU_MATH_INLINE void column_sum(const T* __restrict__ g, int64_t gsw, int64_t Wo
 // The taps' sums over output rows [r0, r1) (row r = b Ho + y) into acc (kh kw, C), the bias's into acc + kh kw C
 // (when with_bias).
 template <typename T>
-CPU_MATH_TARGETS void rows_weight_grad(const T* x, const T* g, const Geometry& s, int64_t r0, int64_t r1, bool with_bias,
-                                       T* acc) {
+CPU_MATH_TARGETS void rows_weight_grad(const T* x, const T* g, const Geometry& s, int64_t r0, int64_t r1,
+                                       bool with_bias, T* acc) {
   T* bias_acc = acc + s.kh * s.kw * s.C;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / s.Ho, y = r % s.Ho;
