@@ -56,7 +56,8 @@ def test_reference_equals_conv2d_by_brute_force():
 @pytest.mark.parametrize("b,c,h,w,kh,kw,padding,bias,layout", [
     (2, 37, 11, 13, 5, 5, (2, 2), True, "channels_last"),  # channels not a multiple of the 16-lane block
     (1, 16, 9, 7, 7, 7, (3, 3), False, "pixel_strided"),  # a padding wider than half the grid's width
-    (3, 20, 6, 10, 3, 5, (1, 2), True, "nchw"),  # non-square kernel, contiguous input (copied channels-last)
+    (3, 29, 6, 10, 3, 5, (1, 2), True, "nchw"),  # non-square kernel, contiguous input (copied channels-last);
+    # 29 channels: one block of 16 lanes, one of 8, 5 left
     (2, 5, 8, 9, 5, 3, (0, 1), True, "channels_last"),  # no padding along H: a smaller output
     (1, 33, 1, 12, 5, 5, (2, 2), True, "channels_last"),  # one row: every tap row but the middle is padding
 ])

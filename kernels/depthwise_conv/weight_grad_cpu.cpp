@@ -30,33 +30,39 @@ struct Geometry {
   int64_t xs[3], gs[3];  // element strides of (batch, row, column); the channel stride is 1
 };
 
-// acc[c] += sum over output columns o in [lo, hi) of g[o][c] * x[o + shift][c], for the n (<= kV) channels at g, x;
-// Full: n == kV, a trip count the compiler sees (the sums then stay in registers)
-template <typename T, bool Full>
+// acc[c] += sum over output columns o in [lo, hi) of g[o][c] * x[o + shift][c] (x = nullptr: of g[o][c]) for the
+// channels c < L at g, x (L > 0: a trip count the compiler sees, so that the sums stay in registers) or c < n (L 0)
+template <typename T, int64_t L>
 CPU_MATH_INLINE void tap_sum(const T* __restrict__ g, int64_t gsw, const T* __restrict__ x, int64_t xsw, int64_t shift,
                              int64_t lo, int64_t hi, int64_t n, T* __restrict__ acc) {
   T a[kV] = {};
   for (int64_t o = lo; o < hi; ++o) {
     const T* __restrict__ gp = g + o * gsw;
-    const T* __restrict__ xp = x + (o + shift) * xsw;
+    if (x) {
+      const T* __restrict__ xp = x + (o + shift) * xsw;
 #pragma omp simd
-    for (int64_t c = 0; c < (Full ? kV : n); ++c) a[c] += gp[c] * xp[c];
+      for (int64_t c = 0; c < (L ? L : n); ++c) a[c] += gp[c] * xp[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < (L ? L : n); ++c) a[c] += gp[c];
+    }
   }
 #pragma omp simd
-  for (int64_t c = 0; c < (Full ? kV : n); ++c) acc[c] += a[c];
+  for (int64_t c = 0; c < (L ? L : n); ++c) acc[c] += a[c];
 }
 
-// acc[c] += sum over output columns o in [0, Wo) of g[o][c], for the n (<= kV) channels at g
-template <typename T, bool Full>
-CPU_MATH_INLINE void column_sum(const T* __restrict__ g, int64_t gsw, int64_t Wo, int64_t n, T* __restrict__ acc) {
-  T a[kV] = {};
-  for (int64_t o = 0; o < Wo; ++o) {
-    const T* __restrict__ gp = g + o * gsw;
-#pragma omp simd
-    for (int64_t c = 0; c < (Full ? kV : n); ++c) a[c] += gp[c];
+// tap_sum over all C channels: blocks of kV lanes, then one of kV / 2 (MPViT's channel counts are not multiples of
+// 16), then the rest
+template <typename T>
+CPU_MATH_INLINE void channels_sum(const T* g, int64_t gsw, const T* x, int64_t xsw, int64_t shift, int64_t lo,
+                                  int64_t hi, int64_t C, T* acc) {
+  int64_t c0 = 0;
+  for (; c0 + kV <= C; c0 += kV) tap_sum<T, kV>(g + c0, gsw, x ? x + c0 : x, xsw, shift, lo, hi, kV, acc + c0);
+  if (c0 + kV / 2 <= C) {
+    tap_sum<T, kV / 2>(g + c0, gsw, x ? x + c0 : x, xsw, shift, lo, hi, kV / 2, acc + c0);
+    c0 += kV / 2;
   }
-#pragma omp simd
-  for (int64_t c = 0; c < (Full ? kV : n); ++c) acc[c] += a[c];
+  if (c0 < C) tap_sum<T, 0>(g + c0, gsw, x ? x + c0 : x, xsw, shift, lo, hi, C - c0, acc + c0);
 }
 
 // The taps' sums over output rows [r0, r1) (row r = b Ho + y) into acc (kh kw, C), the bias's into acc + kh kw C
@@ -68,13 +74,7 @@ CPU_MATH_TARGETS void rows_weight_grad(const T* x, const T* g, const Geometry& s
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / s.Ho, y = r % s.Ho;
     const T* g_row = g + b * s.gs[0] + y * s.gs[1];
-    for (int64_t c0 = 0; with_bias && c0 < s.C; c0 += kV) {
-      const int64_t n = std::min(kV, s.C - c0);
-      if (n == kV)
-        column_sum<T, true>(g_row + c0, s.gs[2], s.Wo, n, bias_acc + c0);
-      else
-        column_sum<T, false>(g_row + c0, s.gs[2], s.Wo, n, bias_acc + c0);
-    }
+    if (with_bias) channels_sum<T>(g_row, s.gs[2], nullptr, 0, 0, 0, s.Wo, s.C, bias_acc);
     for (int64_t i = 0; i < s.kh; ++i) {
       const int64_t iy = y + i - s.ph;
       if (iy < 0 || iy >= s.H) continue;
@@ -82,14 +82,7 @@ CPU_MATH_TARGETS void rows_weight_grad(const T* x, const T* g, const Geometry& s
       for (int64_t j = 0; j < s.kw; ++j) {
         const int64_t shift = j - s.pw;  // output column o reads input column o + shift
         const int64_t lo = std::max<int64_t>(0, -shift), hi = std::min<int64_t>(s.Wo, s.W - shift);
-        T* a = acc + (i * s.kw + j) * s.C;
-        for (int64_t c0 = 0; c0 < s.C; c0 += kV) {
-          const int64_t n = std::min(kV, s.C - c0);
-          if (n == kV)
-            tap_sum<T, true>(g_row + c0, s.gs[2], x_row + c0, s.xs[2], shift, lo, hi, n, a + c0);
-          else
-            tap_sum<T, false>(g_row + c0, s.gs[2], x_row + c0, s.xs[2], shift, lo, hi, n, a + c0);
-        }
+        channels_sum<T>(g_row, s.gs[2], x_row, s.xs[2], shift, lo, hi, s.C, acc + (i * s.kw + j) * s.C);
       }
     }
   }
