@@ -171,3 +171,19 @@ def test_module_is_a_drop_in_conv2d():
         r2 = nn.Conv2d(6, 6, 5, groups=6, **kwargs)
         r2.load_state_dict(m2.state_dict())
         assert torch.equal(m2(x), r2(x))
+
+
+@needs_cpp
+def test_without_gradients_the_custom_op_is_not_called():
+    """Inference runs F.conv2d itself: the op would only add its dispatch cost."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x, (w, b) = _input(1, 8, 6, 6, "channels_last"), _params(8, 5, 5, True)
+    for ctx in (torch.no_grad, torch.inference_mode):
+        with ctx(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = depthwise_conv2d(x, w, b, (2, 2), impl="cpp")
+        assert not any(e.key.startswith("depthwise_conv::") for e in prof.key_averages())
+        assert torch.equal(out, F.conv2d(x, w, b, 1, 2, 1, 8))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        depthwise_conv2d(x, w, b, (2, 2), impl="cpp")
+    assert any(e.key == "depthwise_conv::conv2d" for e in prof.key_averages())

@@ -13,7 +13,7 @@ Public entry point::
   - ``"cpp"``: ``F.conv2d`` forward and PyTorch's input gradient; the weight and bias gradients compiled for the
     CPU (``weight_grad_cpu.cpp``; see ``benchmarks/bench_depthwise_conv.py``);
     registered as the ``depthwise_conv::conv2d`` custom op (fake kernel, autograd) so ``torch.compile`` sees one
-    op; fp32 / fp64, no double backward;
+    op (with no gradient to compute, ``F.conv2d`` itself); fp32 / fp64, no double backward;
   - ``"auto"``: ``"cpp"`` for CPU fp32 / fp64 tensors outside autocast with kernels of more than 3 x 3 taps when it is
     built (oneDNN's own 3 x 3 weight gradient is as fast), ``"torch"`` otherwise.
 
@@ -108,6 +108,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padd
     impl = _resolve_impl(impl, x, weight)
     if impl == "reference":
         return depthwise_conv2d_reference(x, weight, bias, (ph, pw))
-    if impl == "torch":
+    grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    if impl == "torch" or not grads:  # (the op differs from F.conv2d only in its backward: no custom-op overhead)
         return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])
     return _conv2d(x, weight, bias, ph, pw)
