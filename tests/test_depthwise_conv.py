@@ -60,6 +60,7 @@ def test_reference_equals_conv2d_by_brute_force():
     # 29 channels: one block of 16 lanes, one of 8, 5 left
     (2, 5, 8, 9, 5, 3, (0, 1), True, "channels_last"),  # no padding along H: a smaller output
     (1, 33, 1, 12, 5, 5, (2, 2), True, "channels_last"),  # one row: every tap row but the middle is padding
+    (2, 1, 7, 6, 5, 5, (2, 2), True, "nchw"),  # one channel (its stride is not 1 in either layout)
 ])
 def test_cpp_matches_reference_forward_and_every_gradient(b, c, h, w, kh, kw, padding, bias, layout):
     x = _input(b, c, h, w, layout)

@@ -25,7 +25,7 @@ def cpp_unavailable_reason() -> str:
 
 def _channels_last(t: Tensor) -> Tensor:
     """The kernel reads a pixel's channels as adjacent elements (any other strides); a copy only where they are not."""
-    return t if t.stride(1) == 1 else t.contiguous(memory_format=torch.channels_last)
+    return t if t.stride(1) == 1 or t.shape[1] == 1 else t.contiguous(memory_format=torch.channels_last)
 
 
 def weight_grad_cpp(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, int], padding: tuple[int, int],

@@ -92,7 +92,8 @@ Geometry geometry(const at::Tensor& x, const at::Tensor& g, int64_t kh, int64_t 
   TORCH_CHECK(x.dim() == 4 && g.dim() == 4 && x.device().is_cpu() && g.device().is_cpu() &&
                   g.scalar_type() == x.scalar_type(),
               "depthwise_conv weight_grad: 4-D CPU input and output gradient of one dtype expected");
-  TORCH_CHECK(x.stride(1) == 1 && g.stride(1) == 1, "depthwise_conv weight_grad: channels-last tensors expected");
+  TORCH_CHECK((x.stride(1) == 1 && g.stride(1) == 1) || x.size(1) == 1,  // (one channel: its stride is never used)
+              "depthwise_conv weight_grad: channels-last tensors expected");
   TORCH_CHECK(kh > 0 && kw > 0 && ph >= 0 && pw >= 0, "depthwise_conv weight_grad: bad kernel size or padding");
   Geometry s{x.size(0), x.size(1), x.size(2), x.size(3), x.size(2) + 2 * ph - kh + 1, x.size(3) + 2 * pw - kw + 1,
              kh, kw, ph, pw, {x.stride(0), x.stride(2), x.stride(3)}, {g.stride(0), g.stride(2), g.stride(3)}};
