@@ -136,16 +136,20 @@ def grad_checkpointing_mode(enable, name: str = "set_grad_checkpointing: enable"
 
 _aten = torch.ops.aten
 _MATMULS = {_aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default}
+# this project's depthwise convolution (DepthwiseConv2d): outside aten, but as cheap to recompute as aten's
+_DEPTHWISE_CONV = torch.ops.depthwise_conv.conv2d.default
 
 
 def _selective_policy(ctx, op, *args, **kwargs) -> CheckpointPolicy:
     """What a ``'selective'`` block keeps from its forward: the outputs of the costly ops (matmuls, dense
-    convolutions, attention: SDPA and every op outside ``aten``, as this project's kernels) and of batch norms,
-    whose running statistics must be updated once (the module's ``num_batches_tracked``, an in-place add that
-    cannot be cached, counts the recompute too, as under full checkpointing: it only matters with
-    ``momentum=None``). The rest (norms, activations, depthwise convs, RoPE, layout copies, residual adds) is
+    convolutions, attention: SDPA and every op outside ``aten``, as this project's kernels but its depthwise
+    convolution) and of batch norms, whose running statistics must be updated once (the module's
+    ``num_batches_tracked``, an in-place add that cannot be cached, counts the recompute too, as under full
+    checkpointing: it only matters with ``momentum=None``). The rest (norms, activations, depthwise convs, RoPE, layout copies, residual adds) is
     recomputed in backward from those outputs and the block's input."""
     name = op.name()
+    if op is _DEPTHWISE_CONV:
+        return CheckpointPolicy.PREFER_RECOMPUTE
     if op in _MATMULS or not name.startswith('aten::') or 'attention' in name or 'batch_norm' in name:
         return CheckpointPolicy.MUST_SAVE
     if op is _aten.convolution.default:

@@ -305,11 +305,12 @@ class _RecordOps(TorchDispatchMode):
 
 
 def test_selective_checkpointing_recomputes_only_cheap_ops_and_updates_batch_norm_statistics_once():
-    from models._layers import run_block
+    from kernels.depthwise_conv import cpp_impl
+    from models._layers import DepthwiseConv2d, run_block
 
     torch.manual_seed(0)
     block = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.GELU(),
-                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.LayerNorm(10))
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), DepthwiseConv2d(8, 5, 1, 2), nn.LayerNorm(10))
     plain = [p.clone() for p in [*block.parameters(), *block.buffers()]]
     x = torch.randn(2, 4, 6, 10, requires_grad=True)
     out = run_block(block, x, checkpointed="selective")
@@ -321,6 +322,8 @@ def test_selective_checkpointing_recomputes_only_cheap_ops_and_updates_batch_nor
     assert not any("batch_norm" in n for n in names)  # saved: its running statistics are updated once
     convs = [a for f, a in forward_ops if f is torch.ops.aten.convolution.default]
     assert [a[8] for a in convs] == [8], "only the depthwise conv is recomputed, the dense one is saved"
+    if cpp_impl.cpp_available():  # the 5 x 5 DepthwiseConv2d runs as the project's op: recomputed as well
+        assert "depthwise_conv::conv2d" in names
     stats = [block[1].running_mean.clone(), block[1].running_var.clone()]
     grads = [x.grad.clone(), *[p.grad.clone() for p in block.parameters()]]
 
