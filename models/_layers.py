@@ -145,8 +145,8 @@ def _selective_policy(ctx, op, *args, **kwargs) -> CheckpointPolicy:
     convolutions, attention: SDPA and every op outside ``aten``, as this project's kernels but its depthwise
     convolution) and of batch norms, whose running statistics must be updated once (the module's
     ``num_batches_tracked``, an in-place add that cannot be cached, counts the recompute too, as under full
-    checkpointing: it only matters with ``momentum=None``). The rest (norms, activations, depthwise convs, RoPE, layout copies, residual adds) is
-    recomputed in backward from those outputs and the block's input."""
+    checkpointing: it only matters with ``momentum=None``). The rest (norms, activations, depthwise convs, RoPE,
+    layout copies, residual adds) is recomputed in backward from those outputs and the block's input."""
     name = op.name()
     if op is _DEPTHWISE_CONV:
         return CheckpointPolicy.PREFER_RECOMPUTE
