@@ -71,8 +71,8 @@ from timm.models._features import feature_take_indices
 
 from ._builder import build_model
 from ._layers import (
-    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block)
+    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool,
+    check_image_batch, grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block)
 from ._checkpoint import CheckpointMismatchError, load_checkpoint
 
 __all__ = ["MPViT", "checkpoint_filter_fn"]

@@ -61,8 +61,8 @@ from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
 from ._layers import (
-    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    grad_checkpointing_mode, linear_head, run_block)
+    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool,
+    check_image_batch, grad_checkpointing_mode, linear_head, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PaCaViT", "PaCaBlock", "PaCaAttention", "PaCaTeacherConvMixer", "checkpoint_filter_fn"]

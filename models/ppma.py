@@ -78,8 +78,9 @@ from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 
 from ._builder import build_model
 from ._layers import (
-    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch,
-    grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block, weight_memory_format)
+    DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool,
+    check_image_batch, grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block,
+    weight_memory_format)
 from ._checkpoint import FilteredState, load_checkpoint
 
 __all__ = ["ManhattanAttention", "PPMAViT", "PathEmbedding2D", "PolylinePathAttention", "checkpoint_filter_fn",

@@ -34,6 +34,11 @@ IMPLS = ("reference", "torch", "cpp", "auto")
 _CPP_DTYPES = (torch.float32, torch.float64)
 
 
+def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, ph: int, pw: int) -> Tensor:
+    """PyTorch's depthwise convolution: the forward of every path but the reference."""
+    return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])
+
+
 @torch.library.custom_op("depthwise_conv::weight_grad", mutates_args=())
 def _weight_grad(x: Tensor, grad_out: Tensor, kh: int, kw: int, ph: int, pw: int,
                  with_bias: bool) -> tuple[Tensor, Tensor]:
@@ -47,12 +52,12 @@ def _(x, grad_out, kh, kw, ph, pw, with_bias):
 
 @torch.library.custom_op("depthwise_conv::conv2d", mutates_args=())
 def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, ph: int, pw: int) -> Tensor:
-    return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])
+    return _conv(x, weight, bias, ph, pw)
 
 
 @_conv2d.register_fake
 def _(x, weight, bias, ph, pw):
-    return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])  # on fake tensors: the real op's shape and strides
+    return _conv(x, weight, bias, ph, pw)  # on fake tensors: the real op's shape and strides
 
 
 def _setup(ctx, inputs, output):
@@ -65,15 +70,16 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, grad_out):
     x, weight = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_b = need_b and ctx.has_bias
     # oneDNN's input gradient alone (asking it for the bias gradient runs its slow weight-gradient kernel)
     dx = torch.ops.aten.convolution_backward(grad_out, x, weight, None, [1, 1], list(ctx.padding), [1, 1], False,
                                              [0, 0], x.shape[1], [True, False, False])[0] if need_x else None
     dw = db = None
-    if need_w or (need_b and ctx.has_bias):
-        dw, db = _weight_grad(x, grad_out, *weight.shape[-2:], *ctx.padding, need_b and ctx.has_bias)
+    if need_w or need_b:
+        dw, db = _weight_grad(x, grad_out, *weight.shape[-2:], *ctx.padding, need_b)
         if dw.stride() != weight.stride():  # the gradient in the weight's layout, as DDP's buckets expect
             dw = torch.empty_like(weight).copy_(dw)
-    return dx, dw if need_w else None, db if need_b and ctx.has_bias else None, None, None
+    return dx, dw if need_w else None, db if need_b else None, None, None
 
 
 _conv2d.register_autograd(_backward, setup_context=_setup)
@@ -99,7 +105,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padd
                      impl: str = "auto") -> Tensor:
     """Depthwise convolution; see the module docstring."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():  # (before the checks, whose shape tests a trace records)
-        return F.conv2d(x, weight, bias, 1, tuple(padding), 1, x.shape[1])
+        return _conv(x, weight, bias, *padding)
     if x.dim() != 4 or weight.dim() != 4 or weight.shape[:2] != (x.shape[1], 1) \
             or (bias is not None and bias.shape != (x.shape[1],)):
         raise ValueError(f"expected x (B, C, H, W), weight (C, 1, kh, kw), bias (C,) or None; got {tuple(x.shape)}, "
@@ -110,5 +116,5 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, padd
         return depthwise_conv2d_reference(x, weight, bias, (ph, pw))
     grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
     if impl == "torch" or not grads:  # (the op differs from F.conv2d only in its backward: no custom-op overhead)
-        return F.conv2d(x, weight, bias, 1, (ph, pw), 1, x.shape[1])
+        return _conv(x, weight, bias, ph, pw)
     return _conv2d(x, weight, bias, ph, pw)

@@ -32,6 +32,5 @@ def weight_grad_cpp(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, int], p
                     with_bias: bool) -> tuple[Tensor, Tensor]:
     """The weight gradient (C, 1, kh, kw) and the bias gradient (C,) (empty unless ``with_bias``) from the input
     (B, C, H, W) and the output gradient (B, C, Ho, Wo)."""
-    dw, db = _EXT.require()[0].weight_grad(_channels_last(x), _channels_last(grad_out), *kernel_size, *padding,
-                                           with_bias)
-    return dw, db
+    return tuple(_EXT.require()[0].weight_grad(_channels_last(x), _channels_last(grad_out), *kernel_size, *padding,
+                                               with_bias))
