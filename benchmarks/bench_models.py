@@ -3,7 +3,8 @@ official code with the same weights.
 
     python benchmarks/bench_models.py --models ppma_tiny,rmt_tiny [--size 224 | --size 800x1344] [--batch 8]
         [--threads 2] [--modes infer,train] [--pairs 2] [--repeats 3] [--device cpu|cuda] [--amp bf16|fp16]
-        [--grad-checkpointing full|selective] [--official-root DIR [--pylib DIR]] [--json PATH]
+        [--grad-checkpointing full|selective] [--model-kwargs KEY=VALUE ...] [--official-root DIR [--pylib DIR]]
+        [--json PATH]
 
 Every measurement runs in a fresh subprocess: build the model, one untimed call, then ``--repeats`` timed calls
 (median). ``infer`` = eval mode under ``torch.inference_mode``; ``train`` = train mode, cross-entropy on random
@@ -18,7 +19,8 @@ CPU allocator held at once above what it held before, from the profiler's memory
 autograd saved for its backward (``saved``: each storage once, parameters and buffers left out), counted in the
 untimed call: the same bytes in every process and on every device (not counted with ``--grad-checkpointing``,
 whose recomputed blocks save through their own hooks). ``--grad-checkpointing`` applies to ours only
-(``set_grad_checkpointing``); the official models run as they are.
+(``set_grad_checkpointing``), and so does ``--model-kwargs`` (arguments of ``timm.create_model``, values read as
+Python literals, e.g. ``ffn_recompute=True``); the official models run as they are.
 
 With ``--official-root`` (a folder with the official checkouts PPMA, P2T, PaCaViT, MPViT, Spatial-Mamba, see
 ``tools/official_models.py``; never needed by tests or CI) each model is also built from the official code,
@@ -31,6 +33,7 @@ Spatial-Mamba's official scan is CUDA-only; on CPU a sequential PyTorch loop (fp
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import pathlib
@@ -65,7 +68,8 @@ def _official_model(name: str, official_root: str, pylib: str | None):
     return builders[name]()[0]
 
 
-def build(impl: str, name: str, weights: str | None, official_root: str | None, pylib: str | None):
+def build(impl: str, name: str, weights: str | None, official_root: str | None, pylib: str | None,
+          model_kwargs: dict | None = None):
     import timm
     import torch
 
@@ -74,9 +78,10 @@ def build(impl: str, name: str, weights: str | None, official_root: str | None, 
     torch.manual_seed(0)
     if impl == "official":
         return _official_model(name, official_root, pylib)
+    model_kwargs = model_kwargs or {}
     if weights:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights))
-    return timm.create_model(name)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights), **model_kwargs)
+    return timm.create_model(name, **model_kwargs)
 
 
 def _step_fn(model, mode: str, batch: int, hw: tuple[int, int], device, amp: str | None = None):
@@ -111,7 +116,7 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = build(impl, name, args.weights, args.official_root, args.pylib).to(device)
+    model = build(impl, name, args.weights, args.official_root, args.pylib, args.model_kwargs).to(device)
     step = _step_fn(model, mode, args.batch, args.hw, device, args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type != "cuda":  # the resident set, as the peak below reads it
@@ -173,6 +178,8 @@ def _child(args, impl: str, name: str, mode: str, weights: str | None) -> dict |
         cmd += ["--grad-checkpointing", args.grad_checkpointing]
     if args.amp:
         cmd += ["--amp", args.amp]
+    if args.model_kwargs:
+        cmd += ["--model-kwargs", *(f"{k}={v!r}" for k, v in args.model_kwargs.items())]
     if weights:
         cmd += ["--weights", weights]
     if args.official_root:
@@ -245,6 +252,19 @@ def _summary(name, mode, pairs) -> dict:
     return out
 
 
+def _parse_kwargs(ap, items: list[str]) -> dict:
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--model-kwargs: expected KEY=VALUE, got {item!r}")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value  # a bare word is a string: attn_impl=cpp
+    return kwargs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="ppma_tiny", type=lambda s: s.split(","))
@@ -258,6 +278,9 @@ def main(argv=None):
     ap.add_argument("--amp", default=None, choices=sorted(AMP_DTYPES), help="autocast dtype of the forward")
     ap.add_argument("--grad-checkpointing", default=None, choices=("full", "selective"),
                     help="ours with set_grad_checkpointing(True | 'selective')")
+    ap.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="keyword arguments of ours' timm.create_model, values as Python literals "
+                         "(e.g. ffn_recompute=True)")
     ap.add_argument("--official-root", default=None)
     ap.add_argument("--pylib", default=None, help="extra import path for the official code's dependencies")
     ap.add_argument("--json", default=None, help="also write the summary rows here")
@@ -268,12 +291,14 @@ def main(argv=None):
     args.hw = (int(hw[0]), int(hw[-1]))
     if any(m not in MODES for m in args.modes):
         ap.error(f"--modes: choose from {MODES}")
+    args.model_kwargs = _parse_kwargs(ap, args.model_kwargs)
     if args.case:
         impl, name, mode = args.case.split(":")
         print(json.dumps(run_case(args, impl, name, mode)))
         return
     print(f"batch {args.batch}, {args.hw[0]}x{args.hw[1]}, {args.threads} thread(s), device {args.device}, "
-          f"{args.amp or 'fp32'}, ours with grad checkpointing {args.grad_checkpointing or 'off'}, median of "
+          f"{args.amp or 'fp32'}, ours with grad checkpointing {args.grad_checkpointing or 'off'}"
+          f"{''.join(f', {k}={v!r}' for k, v in args.model_kwargs.items())}, median of "
           f"{args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = compare(args)
     print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio"

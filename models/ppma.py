@@ -273,15 +273,119 @@ class ManhattanAttention(_AttentionBase):
         return self._out(o, lepe)
 
 
+def _ffn_hidden(h1: torch.Tensor, wd: torch.Tensor, bd: torch.Tensor, approximate: str):
+    """GELU(h1) and the fc2 input ``g + dwconv3x3(g)``, g = GELU(h1), from the fc1 output ``h1`` (B, H, W, C)."""
+    g = F.gelu(h1, approximate=approximate)
+    conv = F.conv2d(g.permute(0, 3, 1, 2), wd, bd, 1, 1, 1, g.shape[-1]).permute(0, 2, 3, 1)
+    return g, conv.add_(g)  # (into the conv's fresh output: the sum commutes exactly with FeedForward's)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast runs a linear or conv of ``x`` in (``x``'s own outside autocast and for fp64)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and x.dtype != torch.float64:
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+class _RecomputedFeedForward(torch.autograd.Function):
+    """``FeedForward(LayerNorm(x))`` keeping for backward only ``x`` and the fc1 output: the LayerNorm, GELU and
+    depthwise conv run again there. The outputs and the gradients are :class:`FeedForward`'s bit for bit, but the
+    conv's bias gradient: a sum over the grid in another order (fp32 rounding). Under autocast the FFN casts as
+    autocast does (the linears' and the conv's inputs to its dtype), runs its backward in that dtype and returns
+    each gradient in its input's dtype, as autograd's cast nodes do; the LayerNorm (whose autocast policy differs
+    between devices) runs under autocast as it was, and is differentiated by autograd."""
+
+    @staticmethod
+    def forward(ctx, x, ln_w, ln_b, w1, b1, wd, bd, w2, b2, norm_args, approximate: str):
+        device = x.device.type
+        ctx.autocast = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+        xn = F.layer_norm(x, norm_args[0], ln_w, ln_b, norm_args[1]) if norm_args else x
+        dtype = _compute_dtype(xn)
+        with torch.autocast(device, enabled=False):
+            xc, w1c, b1c, wdc, bdc, w2c, b2c = (t.to(dtype) for t in (xn, w1, b1, wd, bd, w2, b2))
+            h1 = F.linear(xc, w1c, b1c)
+            out = F.linear(_ffn_hidden(h1, wdc, bdc, approximate)[1], w2c, b2c)
+        ctx.save_for_backward(x if norm_args else xc, h1, ln_w, ln_b, w1, wd, bd, w2)
+        ctx.norm_args, ctx.approximate = norm_args, approximate
+        ctx.dtypes = tuple(t.dtype for t in (w1, b1, wd, bd, w2, b2))
+        return out
+
+    @staticmethod
+    def _norm_again(ctx, x, ln_w, ln_b):
+        """The LayerNorm of the forward, recorded: its output and its inputs that want a gradient."""
+        leaves = [t.detach().requires_grad_(need) for t, need in zip((x, ln_w, ln_b), ctx.needs_input_grad)]
+        with torch.enable_grad(), torch.autocast(x.device.type, ctx.autocast[1], enabled=ctx.autocast[0]):
+            xn = F.layer_norm(leaves[0], ctx.norm_args[0], leaves[1], leaves[2], ctx.norm_args[1])
+        return xn, [t for t in leaves if t.requires_grad]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, h1, ln_w, ln_b, w1, wd, bd, w2 = ctx.saved_tensors
+        xn, leaves = _RecomputedFeedForward._norm_again(ctx, x, ln_w, ln_b) if ctx.norm_args else (x, [])
+        xc = xn.detach().to(h1.dtype)
+        w1c, wdc, bdc, w2c = (t.to(h1.dtype) for t in (w1, wd, bd, w2))
+        need = ctx.needs_input_grad[3:9]  # w1, b1, wd, bd, w2, b2
+        g, h2 = _ffn_hidden(h1, wdc, bdc, ctx.approximate)
+        grad2d = grad.reshape(-1, grad.shape[-1])
+        dw2 = grad2d.t().mm(h2.reshape(-1, h2.shape[-1])) if need[4] else None
+        db2 = grad2d.sum(0) if need[5] else None
+        del h2
+        dh2 = grad.matmul(w2c)  # the gradient of the fc2 input
+        # oneDNN's input and weight gradients; the bias one as a plain sum (asked of oneDNN it costs more)
+        dg, dwd, _ = torch.ops.aten.convolution_backward(
+            dh2.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2), wdc, None, [1, 1], [1, 1], [1, 1], False, [0, 0],
+            g.shape[-1], [True, need[2], False])
+        dbd = dh2.sum((0, 1, 2)) if need[3] else None
+        del g
+        dg = dg.permute(0, 2, 3, 1).add_(dh2)
+        del dh2
+        dh1 = torch.ops.aten.gelu_backward.grad_input(dg, h1, approximate=ctx.approximate, grad_input=dg)
+        dh1_2d = dh1.reshape(-1, dh1.shape[-1])
+        dw1 = dh1_2d.t().mm(xc.reshape(-1, xc.shape[-1])) if need[0] else None
+        db1 = dh1_2d.sum(0) if need[1] else None
+        if dwd is not None and dwd.stride() != wd.stride():  # in the weight's layout, as DDP's buckets expect
+            dwd = torch.empty_like(wdc).copy_(dwd)
+        ffn_grads = tuple(None if d is None else d.to(t) for d, t in zip((dw1, db1, dwd, dbd, dw2, db2), ctx.dtypes))
+        norm_grads = [None, None, None]  # x, ln_w, ln_b
+        if ctx.norm_args and leaves:
+            found = iter(torch.autograd.grad(xn, leaves, dh1.matmul(w1c).to(xn.dtype)))
+            norm_grads = [next(found) if need else None for need in ctx.needs_input_grad[:3]]
+        elif not ctx.norm_args and ctx.needs_input_grad[0]:
+            norm_grads[0] = dh1.matmul(w1c).to(x.dtype)
+        return *norm_grads, *ffn_grads, None, None
+
+
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, hidden_dim: int):
+    """``forward(x, norm)``: fc1, GELU, ``y + dwconv3x3(y)``, fc2 of ``norm(x)`` (of ``x`` without a norm).
+    ``recompute=True`` keeps for backward 1 of the 3 hidden-width tensors and not the norm's output
+    (:class:`_RecomputedFeedForward`; ``norm``'s hooks do not run there); the values are the same."""
+
+    def __init__(self, dim: int, hidden_dim: int, recompute: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.dwconv = DWConv2d(hidden_dim, 3, 1, 1)
         self.fc2 = nn.Linear(hidden_dim, dim)
+        self.recompute = recompute
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _recomputed(self, x: torch.Tensor, norm: nn.Module | None) -> torch.Tensor:
+        fold = isinstance(norm, nn.LayerNorm) and norm.weight is not None and norm.bias is not None
+        if norm is not None and not fold:
+            x = norm(x)
+        ln_w, ln_b, norm_args = (norm.weight, norm.bias, (norm.normalized_shape, norm.eps)) if fold else \
+            (None, None, None)
+        conv = self.dwconv.conv
+        return _RecomputedFeedForward.apply(x, ln_w, ln_b, self.fc1.weight, self.fc1.bias, conv.weight, conv.bias,
+                                            self.fc2.weight, self.fc2.bias, norm_args, self.act.approximate)
+
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled() and not torch.jit.is_tracing() \
+                and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return self._recomputed(x, norm)
+        if norm is not None:
+            x = norm(x)
         x = activate(self.act, self.fc1(x))
         x = add_to_fresh(self.dwconv(x), x)
         return self.fc2(x)
@@ -290,7 +394,7 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, mode: str, attn_type: str = 'ppma',
                  drop_path: float = 0., layerscale: bool = False, layer_init_values: float = 1e-6,
-                 mask_placement: str = 'logits', attn_impl: str = 'auto'):
+                 mask_placement: str = 'logits', attn_impl: str = 'auto', ffn_recompute: bool = False):
         super().__init__()
         self.pos = DWConv2d(dim, 3, 1, 1)
         self.retention_layer_norm = nn.LayerNorm(dim, eps=1e-6)
@@ -300,7 +404,7 @@ class Block(nn.Module):
             self.retention = ManhattanAttention(dim, num_heads, mode, attn_impl)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.ffn = FeedForward(dim, ffn_dim)
+        self.ffn = FeedForward(dim, ffn_dim, ffn_recompute)
         self.layerscale = layerscale
         if layerscale:
             self.gamma_1 = nn.Parameter(layer_init_values * torch.ones(1, 1, 1, dim))
@@ -312,7 +416,7 @@ class Block(nn.Module):
         if self.layerscale:
             a = self.gamma_1 * a
         x = add_to_fresh(self.drop_path(a), x)
-        f = self.ffn(self.final_layer_norm(x))
+        f = self.ffn(x, self.final_layer_norm)
         if self.layerscale:
             f = self.gamma_2 * f
         return add_to_fresh(self.drop_path(f), x)
@@ -334,7 +438,8 @@ class PatchMerging(nn.Module):
 class Stage(nn.Module):
     def __init__(self, dim: int, out_dim: int | None, depth: int, num_heads: int, ffn_dim: int, mode: str,
                  attn_type: str, drop_path: Sequence[float], layerscale: bool, layer_init_values: float,
-                 init_value: float, heads_range: float, mask_placement: str, attn_impl: str):
+                 init_value: float, heads_range: float, mask_placement: str, attn_impl: str,
+                 ffn_recompute: bool = False):
         super().__init__()
         self.dim = dim
         self.attn_impl = attn_impl
@@ -343,7 +448,7 @@ class Stage(nn.Module):
         self.Relpos = RotaryPositionEmbedding2D(dim, num_heads, init_value, heads_range, decay=attn_type == 'rmt')
         self.blocks = nn.ModuleList([
             Block(dim, num_heads, ffn_dim, mode, attn_type, drop_path[i], layerscale, layer_init_values,
-                  mask_placement, attn_impl)
+                  mask_placement, attn_impl, ffn_recompute)
             for i in range(depth)])
         self.downsample = PatchMerging(dim, out_dim) if out_dim is not None else None
 
@@ -389,6 +494,9 @@ class PPMAViT(nn.Module):
         attn_impl: attention kernel path, ``'auto' | 'torch' | 'cpp' | 'triton' | 'reference'`` (RMT has no
             Triton kernel: ``'triton'`` runs its ``'torch'`` path).
         out_norm: add the downstream backbone's output LayerNorms ``outnorm{i}`` (eps 1e-5).
+        ffn_recompute: every FFN keeps 1 of its 3 hidden-width tensors for backward and runs its GELU and 3x3
+            depthwise conv again there (``FeedForward(recompute=True)``): the same outputs and gradients for
+            about 3 % more time (CPU); RMT-T training at 800x1344 keeps 1763 instead of 2279 MiB.
         init_values, heads_ranges: RMT decay parameters (stored but unused by PPMA, as in the official code).
     """
 
@@ -412,6 +520,7 @@ class PPMAViT(nn.Module):
             mask_placement: str = 'logits',
             attn_impl: str = 'auto',
             out_norm: bool = False,
+            ffn_recompute: bool = False,
             global_pool: str = 'avg',
     ):
         super().__init__()
@@ -433,7 +542,7 @@ class PPMAViT(nn.Module):
                 embed_dims[i], embed_dims[i + 1] if i < len(depths) - 1 else None, depths[i], num_heads[i],
                 int(mlp_ratios[i] * embed_dims[i]), 'criss_cross' if chunkwise_recurrents[i] else 'full',
                 attn_type, dpr[sum(depths[:i]):sum(depths[:i + 1])], layerscales[i], layer_init_values,
-                init_values[i], heads_ranges[i], mask_placement, attn_impl))
+                init_values[i], heads_ranges[i], mask_placement, attn_impl, ffn_recompute))
             self.feature_info.append(dict(num_chs=embed_dims[i], reduction=4 * 2 ** i, module=f'layers.{i}'))
         self.out_norm = out_norm
         if out_norm:

@@ -88,3 +88,16 @@ def test_allocator_peak_bytes_is_the_most_held_at_once_above_the_start():
 
     assert memory.allocator_peak_bytes(fn) == 3 * 2**20
     assert held.numel() == 2**18
+
+
+def test_model_kwargs_parse_and_reach_the_child_unchanged():
+    # --model-kwargs KEY=VALUE: Python literals, bare words as strings; the child gets them back as repr()s
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    kwargs = bench_models._parse_kwargs(ap, ["ffn_recompute=True", "attn_impl=cpp", "drop_path_rate=0.2",
+                                             "mlp_ratios=(2, 2, 2, 2)"])
+    assert kwargs == dict(ffn_recompute=True, attn_impl="cpp", drop_path_rate=0.2, mlp_ratios=(2, 2, 2, 2))
+    assert bench_models._parse_kwargs(ap, [f"{k}={v!r}" for k, v in kwargs.items()]) == kwargs
+    with pytest.raises(SystemExit):
+        bench_models._parse_kwargs(ap, ["ffn_recompute"])

@@ -6,11 +6,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import models.ppma as P
 from models import to_channels_last
 from models._checkpoint import CheckpointMismatchError
-from helpers import randomize
+from helpers import assert_close, randomize
 
 PARAMS = dict(ppma_tiny=14_335_272, ppma_small=26_969_472, ppma_base=54_158_524,
               rmt_tiny=14_334_216, rmt_small=26_967_240, rmt_base=54_154_896)
@@ -312,6 +313,76 @@ def test_rope_backward_is_the_official_formula_bit_for_bit():
     sin_grad = sin64.clone().requires_grad_()
     assert torch.equal(P.apply_rope(x64, sin_grad, cos64), _official_rope(x64, sin_grad, cos64))
     assert torch.autograd.gradcheck(lambda t, s: P.apply_rope(t, s, cos64), (x64, sin_grad))
+
+
+def _ffn_step(ffn, norm, x, grad, recompute, autocast=None):
+    """``ffn(x, norm)``'s output and gradients (x's, then each parameter's of ``norm`` and ``ffn``)."""
+    ffn.recompute = recompute
+    modules = [norm, ffn] if norm is not None else [ffn]
+    for m in modules:
+        m.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_(x.requires_grad)
+    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        out = ffn(x, norm)
+    out.backward(grad.to(out.dtype))
+    return [out, x.grad] + [p.grad for m in modules for p in m.parameters()]
+
+
+@pytest.mark.parametrize("dtype, autocast", [(torch.float64, None), (torch.float32, None),
+                                             (torch.float32, torch.bfloat16)])
+@pytest.mark.parametrize("with_norm", [True, False])
+def test_recomputed_ffn_is_feedforward_bit_for_bit(dtype, autocast, with_norm):
+    # FeedForward(recompute=True) against its own module path, with the block's LayerNorm folded in or alone: the
+    # output and every gradient equal bit for bit (in the dtypes and strides autograd gives them) but the
+    # depthwise conv's bias gradient, a sum in another order; also with the input and fc1 frozen
+    torch.manual_seed(0)
+    ffn = randomize(P.FeedForward(16, 40).to(dtype))
+    norm = randomize(nn.LayerNorm(16, eps=1e-6).to(dtype), seed=1) if with_norm else None
+    x = torch.randn(2, 5, 7, 16, dtype=dtype, requires_grad=True)
+    grad = torch.randn(2, 5, 7, 16, dtype=dtype)
+    names = ["out", "x"] + (["norm.weight", "norm.bias"] if with_norm else []) \
+        + [n for n, _ in ffn.named_parameters()]
+    for frozen in (False, True):
+        if frozen:
+            ffn.fc1.requires_grad_(False)
+            x = x.detach()
+        want = _ffn_step(ffn, norm, x, grad, False, autocast)
+        got = _ffn_step(ffn, norm, x, grad, True, autocast)
+        assert len(got) == len(names)
+        for name, a, b in zip(names, got, want):
+            assert (a is None) == (b is None), name
+            if a is None:
+                continue
+            assert a.dtype == b.dtype and a.stride() == b.stride(), name
+            if name == "dwconv.conv.bias":
+                assert_close(a, b, 0, 1e-6 if dtype == torch.float32 else 1e-13, what=name)
+            else:
+                assert torch.equal(a, b), name
+
+
+def test_ffn_recompute_saves_less_for_the_same_values():
+    # a whole model with ffn_recompute=True: the same logits and gradients, and the forward keeps for backward
+    # exactly the GELU output, the fc2 input and the final LayerNorm's output and statistics of every block less
+    # (B=1, 64x64: grids 16, 8, 4, 2; hidden width 2 x dims)
+    from benchmarks.bench_models import saved_activation_bytes
+
+    x = torch.randn(1, 3, 64, 64)
+    runs = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        m = P.PPMAViT(**TINY, attn_type="rmt", ffn_recompute=recompute).train()
+        out = []
+        saved = saved_activation_bytes(m, lambda: out.append(m(x)))  # the forward's (not the backward's own)
+        out[0].square().sum().backward()
+        runs.append((saved, out[0].detach(), [p.grad for p in m.parameters()]))
+    (saved, logits, grads), (saved_rc, logits_rc, grads_rc) = runs
+    stages = [(16 * 16, 16, 1), (8 * 8, 32, 1), (4 * 4, 48, 2), (2 * 2, 64, 1)]  # tokens, dim, blocks
+    assert saved - saved_rc == sum(4 * t * (2 * 2 * c + c + 2) * n for t, c, n in stages) == 161568
+    assert torch.equal(logits, logits_rc)
+    names = [n for n, _ in m.named_parameters()]
+    for name, a, b in zip(names, grads_rc, grads):
+        if not name.endswith("ffn.dwconv.conv.bias"):
+            assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("kind", ["ppma", "rmt"])
