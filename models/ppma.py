@@ -494,9 +494,10 @@ class PPMAViT(nn.Module):
         attn_impl: attention kernel path, ``'auto' | 'torch' | 'cpp' | 'triton' | 'reference'`` (RMT has no
             Triton kernel: ``'triton'`` runs its ``'torch'`` path).
         out_norm: add the downstream backbone's output LayerNorms ``outnorm{i}`` (eps 1e-5).
-        ffn_recompute: every FFN keeps 1 of its 3 hidden-width tensors for backward and runs its GELU and 3x3
-            depthwise conv again there (``FeedForward(recompute=True)``): the same outputs and gradients for
-            about 3 % more time (CPU); RMT-T training at 800x1344 keeps 1763 instead of 2279 MiB.
+        ffn_recompute: every FFN keeps for backward only its input and fc1 output, and runs its LayerNorm, GELU
+            and 3x3 depthwise conv again there (``FeedForward(recompute=True)``): the same outputs and gradients
+            (the conv's bias gradient within fp32 rounding) for up to 5 % more time on CPU; an RMT-T training
+            step at 800x1344 peaks at 1677 instead of 2279 MiB of the allocator.
         init_values, heads_ranges: RMT decay parameters (stored but unused by PPMA, as in the official code).
     """
 
