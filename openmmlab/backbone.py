@@ -51,7 +51,8 @@ class VisionBackbone(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, checkpoint_key=..., prefix=..., reinit=[...]])``
             or None (see the module docstring).
         **model_kwargs: passed to ``timm.create_model``, e.g. ``out_norm=True`` (PPMA, Spatial-Mamba
-            downstream output norms).
+            downstream output norms) or ``ffn_recompute=True`` (PPMA/RMT: each FFN's LayerNorm, GELU and
+            depthwise conv recomputed in backward; the same gradients for about a quarter less activation memory).
     """
 
     def __init__(
