@@ -280,14 +280,6 @@ def _ffn_hidden(h1: torch.Tensor, wd: torch.Tensor, bd: torch.Tensor, approximat
     return g, conv.add_(g)  # (into the conv's fresh output: the sum commutes exactly with FeedForward's)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype autocast runs a linear or conv of ``x`` in (``x``'s own outside autocast and for fp64)."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device) and x.dtype != torch.float64:
-        return torch.get_autocast_dtype(device)
-    return x.dtype
-
-
 class _RecomputedFeedForward(torch.autograd.Function):
     """``FeedForward(LayerNorm(x))`` keeping for backward only ``x`` and the fc1 output: the LayerNorm, GELU and
     depthwise conv run again there. The outputs and the gradients are :class:`FeedForward`'s bit for bit, but the
@@ -301,7 +293,8 @@ class _RecomputedFeedForward(torch.autograd.Function):
         device = x.device.type
         ctx.autocast = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
         xn = F.layer_norm(x, norm_args[0], ln_w, ln_b, norm_args[1]) if norm_args else x
-        dtype = _compute_dtype(xn)
+        # the dtype autocast runs the linears and the conv in (it leaves fp64 alone)
+        dtype = ctx.autocast[1] if ctx.autocast[0] and xn.dtype != torch.float64 else xn.dtype
         with torch.autocast(device, enabled=False):
             xc, w1c, b1c, wdc, bdc, w2c, b2c = (t.to(dtype) for t in (xn, w1, b1, wd, bd, w2, b2))
             h1 = F.linear(xc, w1c, b1c)
