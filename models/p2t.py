@@ -65,6 +65,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
+from kernels.elementwise_into import hardswish_backward_
 from kernels.fused_attention import fused_attention_pays
 
 from ._builder import build_model
@@ -191,18 +192,102 @@ class PoolingAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-class IRB(nn.Module):
-    """Inverted residual FFN on the token grid: 1x1 conv, Hardswish, DW 3x3 conv, Hardswish, 1x1 conv."""
+class _IRBFunction(torch.autograd.Function):
+    """:class:`IRB` for training with half the fresh hidden-width tensors: the second Hardswish is written into
+    the first one's output, and the backward writes its gradients into the saved tensors once they are spent.
+    A fresh tensor of that size costs page faults on the CPU (see ``kernels.elementwise_into``): P2T-T's
+    stage-1 IRB at 224^2, batch 8, makes four 38.5 MB tensors instead of eight and keeps three for the
+    backward instead of four (fwd + bwd 160 -> 114 ms there, 2 threads; a tie when no page faults). The forward
+    is the module's, op for op (the same values). The backward takes the fc2 input's gradient (into the spent
+    activation) and fc1's weight and bias gradients as matmul and sum, within fp32 rounding of oneDNN's, whose
+    1x1-conv backward is slower for those at P2T-T's shapes; the other gradients are oneDNN's as in autograd.
 
-    def __init__(self, dim: int, hidden_dim: int, kernel_size: int = 3, act_layer=nn.Hardswish):
+    The backward runs once per forward: it overwrites what it saved, so in training mode a second backward
+    through the same graph (``retain_graph=True``) and double backward raise, naming ``ffn_buffer_reuse=False``,
+    which builds the model without it."""
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, wd, bd, w2, b2):
+        to_tokens = lambda t: t.permute(0, 2, 3, 1).contiguous()  # a view: the convs keep channels-last
+        h1 = to_tokens(F.conv2d(x.permute(0, 3, 1, 2), w1, b1))
+        a = F.hardswish(h1)
+        h2 = to_tokens(F.conv2d(a.permute(0, 3, 1, 2), wd, bd, 1, wd.shape[-1] // 2, 1, wd.shape[0]))
+        torch.ops.aten.hardswish.out(h2, out=a)
+        ctx.save_for_backward(x, h1, h2, a, w1, wd, w2)
+        ctx.spent = False
+        return F.conv2d(a.permute(0, 3, 1, 2), w2, b2).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.spent or torch.is_grad_enabled():
+            this = "a second backward (retain_graph=True)" if ctx.spent else "double backward (create_graph=True)"
+            raise RuntimeError(
+                "models/p2t.py: the IRB's backward runs once per forward and is not differentiable (it reuses the "
+                f"memory it saved); this is {this}. Build the model with ffn_buffer_reuse=False for that.")
+        ctx.spent = True
+        x, h1, h2, a, w1, wd, w2 = ctx.saved_tensors
+        need_x, need_w1, need_b1, need_wd, need_bd, need_w2, need_b2 = ctx.needs_input_grad
+        hidden, dim = w1.shape[:2]
+        nchw = lambda t: t.permute(0, 3, 1, 2)
+        # per gradient the faster of oneDNN's 1x1-conv backward and a matmul (measured at P2T-T's stage 1)
+        dw2 = db2 = None
+        if need_w2 or need_b2:
+            _, dw2, db2 = _conv_backward(nchw(grad), nchw(a), w2, 0, [False, need_w2, need_b2])
+        torch.mm(grad.reshape(-1, dim), w2.reshape(dim, hidden), out=a.view(-1, hidden))  # into a: spent
+        hardswish_backward_(a, h2)
+        torch.ops.aten.hardswish.out(h1, out=h2)  # the depthwise conv's input again, into h2: spent
+        da, dwd, dbd = _conv_backward(nchw(a), nchw(h2), wd, wd.shape[-1] // 2, [True, need_wd, need_bd], hidden)
+        dh1 = hardswish_backward_(da.permute(0, 2, 3, 1).contiguous(), h1)
+        dx = _conv_backward(nchw(dh1), nchw(x), w1, 0, [True, False, False])[0] if need_x else None
+        dh1 = dh1.view(-1, hidden)
+        dw1 = dh1.t().mm(x.reshape(-1, dim)).view_as(w1) if need_w1 else None
+        db1 = dh1.sum(0) if need_b1 else None
+        dw1, dwd, dw2 = (_in_layout_of(w, d) for w, d in ((w1, dw1), (wd, dwd), (w2, dw2)))
+        return None if dx is None else dx.permute(0, 2, 3, 1), dw1, db1, dwd, dbd, dw2, db2
+
+
+def _in_layout_of(param: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor | None:
+    """``grad`` with ``param``'s strides, as DDP's gradient buckets expect (it copies and warns otherwise)."""
+    if grad is None or grad.stride() == param.stride():
+        return grad
+    return torch.empty_like(param).copy_(grad)
+
+
+def _conv_backward(grad, inp, weight, padding: int, output_mask, groups: int = 1):
+    """The gradients of a stride-1 convolution, as autograd takes them (oneDNN's on the CPU)."""
+    return torch.ops.aten.convolution_backward(
+        grad, inp, weight, [weight.shape[0]], [1, 1], [padding, padding], [1, 1], False, [0, 0], groups,
+        output_mask)
+
+
+class IRB(nn.Module):
+    """Inverted residual FFN on the token grid: 1x1 conv, Hardswish, DW 3x3 conv, Hardswish, 1x1 conv.
+
+    ``buffer_reuse=True``: in training mode with a gradient recorded (and no autocast, ``torch.compile`` or jit
+    trace) it runs as :class:`_IRBFunction` (the same outputs, fewer fresh tensors; ``act``'s hooks do not run
+    there). In eval mode (saliency maps, gradient analysis) gradients always come from the module's ops."""
+
+    def __init__(self, dim: int, hidden_dim: int, kernel_size: int = 3, act_layer=nn.Hardswish,
+                 buffer_reuse: bool = True):
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden_dim, 1)
         self.act = act_layer()
         self.conv = nn.Conv2d(hidden_dim, hidden_dim, kernel_size, padding=kernel_size // 2, groups=hidden_dim)
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
+        self.buffer_reuse = buffer_reuse
         channels_last_weights(self)  # the input is always a permuted (B, H, W, C) tensor
 
+    def _reuses_buffers(self, x: torch.Tensor) -> bool:
+        # autocast casts per op, and torch.compile plans memory itself: the module's ops there
+        return (self.buffer_reuse and self.training and type(self.act) is nn.Hardswish and torch.is_grad_enabled()
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not torch.is_autocast_enabled(x.device.type)
+                and (x.requires_grad or any(p.requires_grad for p in self.parameters())))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
+        if self._reuses_buffers(x):
+            return _IRBFunction.apply(x, self.fc1.weight, self.fc1.bias, self.conv.weight, self.conv.bias,
+                                      self.fc2.weight, self.fc2.bias)
         x = x.permute(0, 3, 1, 2)
         x = activate(self.act, self.fc1(x))
         x = activate(self.act, self.conv(x))
@@ -224,13 +309,14 @@ class P2TBlock(nn.Module):
             proj_drop: float = 0.,
             drop_path: float = 0.,
             norm_eps: float = 1e-6,
+            ffn_buffer_reuse: bool = True,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = PoolingAttention(
             dim, num_heads, pool_ratios, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = IRB(dim, int(dim * mlp_ratio))
+        self.mlp = IRB(dim, int(dim * mlp_ratio), buffer_reuse=ffn_buffer_reuse)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor, pool_convs: Sequence[nn.Module]) -> torch.Tensor:
@@ -255,6 +341,7 @@ class P2TStage(nn.Module):
             attn_drop: float = 0.,
             proj_drop: float = 0.,
             drop_path: Union[float, Sequence[float]] = 0.,
+            ffn_buffer_reuse: bool = True,
     ):
         super().__init__()
         self.grad_checkpointing = False
@@ -265,7 +352,8 @@ class P2TStage(nn.Module):
         self.blocks = nn.ModuleList([
             P2TBlock(
                 dim, num_heads, mlp_ratio, pool_ratios, qkv_bias=qkv_bias, attn_drop=attn_drop,
-                proj_drop=proj_drop, drop_path=drop_path[j] if isinstance(drop_path, (list, tuple)) else drop_path)
+                proj_drop=proj_drop, drop_path=drop_path[j] if isinstance(drop_path, (list, tuple)) else drop_path,
+                ffn_buffer_reuse=ffn_buffer_reuse)
             for j in range(depth)
         ])
 
@@ -289,6 +377,9 @@ class PyramidPoolingTransformer(nn.Module):
         drop_rate: dropout before the classifier (official: unused, 0).
         attn_drop_rate, proj_drop_rate: attention dropouts (official: built but never applied, 0).
         drop_path_rate: stochastic depth, linear from 0 over all blocks.
+        ffn_buffer_reuse: train the IRBs through :class:`_IRBFunction` (the same values, fewer fresh tensors:
+            P2T-T's training step at 224^2 on CPU ~6-11 % faster); False for ``retain_graph=True`` or double
+            backward in training mode, which its backward does not support.
     """
 
     def __init__(
@@ -306,6 +397,7 @@ class PyramidPoolingTransformer(nn.Module):
             attn_drop_rate: float = 0.,
             proj_drop_rate: float = 0.,
             drop_path_rate: float = 0.1,
+            ffn_buffer_reuse: bool = True,
     ):
         super().__init__()
         num_stages = len(depths)
@@ -330,7 +422,7 @@ class PyramidPoolingTransformer(nn.Module):
             stages.append(P2TStage(
                 in_chs, embed_dims[i], depths[i], num_heads[i], mlp_ratios[i], self.pool_ratios[i],
                 _EMBED_GEOMETRY[i], qkv_bias=qkv_bias, attn_drop=attn_drop_rate, proj_drop=proj_drop_rate,
-                drop_path=dpr[cur:cur + depths[i]]))
+                drop_path=dpr[cur:cur + depths[i]], ffn_buffer_reuse=ffn_buffer_reuse))
             self.feature_info.append(dict(num_chs=embed_dims[i], reduction=reduction, module=f'stages.{i}'))
             in_chs = embed_dims[i]
             cur += depths[i]

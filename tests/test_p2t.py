@@ -359,6 +359,137 @@ def test_block_equals_dense_math():
     assert_close(y, xd + ffn[None], 1e-5, 1e-5, what="P2TBlock")
 
 
+# ------------------------------------------------------------------------------------------------
+# The IRB's training path (_IRBFunction: fewer fresh tensors)
+# ------------------------------------------------------------------------------------------------
+def _irb_reference(x, irb):
+    """The IRB as autograd differentiates PyTorch's own ops, on NCHW-contiguous tensors."""
+    F = torch.nn.functional
+    t = F.hardswish(F.conv2d(x.permute(0, 3, 1, 2).contiguous(), irb.fc1.weight.contiguous(), irb.fc1.bias))
+    t = F.hardswish(F.conv2d(t, irb.conv.weight.contiguous(), irb.conv.bias, padding=1, groups=t.shape[1]))
+    return F.conv2d(t, irb.fc2.weight.contiguous(), irb.fc2.bias).permute(0, 2, 3, 1)
+
+
+def _irb_and_input(shape, hidden, dtype, seed=0):
+    B, H, W, C = shape
+    irb = randomize(p2t.IRB(C, hidden), seed=seed, scale=0.5).to(dtype).train()
+    x = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+    return irb, x
+
+
+def _grads(fn, x, params, grad_out):
+    x = x.detach().requires_grad_(x.requires_grad)
+    out = fn(x)
+    found = torch.autograd.grad(out, [t for t in (x, *params) if t.requires_grad], grad_out)
+    it = iter(found)
+    return out.detach(), [next(it) if t.requires_grad else None for t in (x, *params)]
+
+
+# awkward shapes: a 1-row grid, odd sides, one image, hidden widths that are not multiples of 8
+IRB_CASES = [((2, 7, 9, 8), 24), ((1, 5, 3, 6), 13), ((3, 1, 4, 4), 8)]
+
+
+@pytest.mark.parametrize("shape,hidden", IRB_CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("frozen", [(), ("x", "fc1.weight", "conv.bias"), ("fc2.weight", "fc2.bias", "conv.weight")])
+def test_irb_training_path_matches_autograd(shape, hidden, dtype, frozen, monkeypatch):
+    """Output and every gradient of the training path against autograd on PyTorch's ops (fp64 to 1e-12: a
+    gradcheck cannot run it, its backward runs once per graph). Pieces of 24 bytes make the elementwise
+    gradients cross many piece boundaries."""
+    import kernels.elementwise_into
+    monkeypatch.setattr(kernels.elementwise_into, "CPU_PIECE_BYTES", 24)
+    irb, x = _irb_and_input(shape, hidden, dtype)
+    names = ["fc1.weight", "fc1.bias", "conv.weight", "conv.bias", "fc2.weight", "fc2.bias"]
+    params = [irb.get_parameter(n) for n in names]
+    for n, p in zip(names, params):
+        p.requires_grad_(n not in frozen)
+    x.requires_grad_("x" not in frozen)
+    grad_out = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    assert irb._reuses_buffers(x)
+    out, grads = _grads(irb, x, params, grad_out)
+    ref_out, ref_grads = _grads(lambda t: _irb_reference(t, irb), x, params, grad_out)
+    irb.buffer_reuse = False
+    assert torch.equal(out, irb(x)), "the forward is the module's, op for op"
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    assert_close(out, ref_out, tol, tol, what="output")
+    for n, g, r in zip(["x", *names], grads, ref_grads):
+        assert (g is None) == (r is None), n
+        if g is not None:
+            assert_close(g, r, tol, tol, what=f"grad {n}")
+            assert g.stride() == (x if n == "x" else irb.get_parameter(n)).stride(), f"grad {n} layout"
+
+
+def test_irb_training_path_saves_one_hidden_tensor_less():
+    """Exact saved bytes: x, the fc1 and conv outputs and the second activation, against autograd's x and four
+    hidden-width tensors (the weights alike)."""
+    shape, hidden = (2, 5, 7, 8), 24
+    saved = {}
+    for reuse in (False, True):
+        irb, x = _irb_and_input(shape, hidden, torch.float32)
+        irb.buffer_reuse = reuse
+        sizes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.nbytes) or t, lambda t: t):
+            irb(x)
+        saved[reuse] = sum(sizes)
+    weights = 4 * (hidden * 8 + hidden * 9 + 8 * hidden)
+    assert saved[False] == 4 * 70 * 8 + 4 * (4 * 70 * hidden) + weights
+    assert saved[True] == saved[False] - 4 * 70 * hidden
+
+
+def test_irb_training_path_refuses_a_second_backward_naming_the_flag():
+    irb, x = _irb_and_input((1, 4, 4, 4), 8, torch.float32)
+    x.requires_grad_()
+    out = irb(x).sum()
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match=r"second backward \(retain_graph=True\).*ffn_buffer_reuse=False"):
+        out.backward()
+    with pytest.raises(RuntimeError, match=r"double backward \(create_graph=True\).*ffn_buffer_reuse=False"):
+        torch.autograd.grad(irb(x).sum(), x, create_graph=True)
+    # without it, and in eval mode, both work (autograd's own ops)
+    for reuse, training in ((False, True), (True, False)):
+        irb.buffer_reuse = reuse
+        irb.train(training)
+        out = irb(x).sum()
+        out.backward(retain_graph=True)
+        out.backward()
+        g, = torch.autograd.grad(irb(x).sum(), x, create_graph=True)
+        g.sum().backward()
+
+
+def test_irb_training_path_only_where_it_applies():
+    irb, x = _irb_and_input((1, 4, 4, 4), 8, torch.float32)
+    assert irb._reuses_buffers(x)
+    with torch.no_grad():
+        assert not irb._reuses_buffers(x)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not irb._reuses_buffers(x)
+    assert not irb.eval()._reuses_buffers(x)
+    irb.train().requires_grad_(False)
+    assert not irb._reuses_buffers(x)
+    assert irb._reuses_buffers(x.requires_grad_())
+    irb.act = torch.nn.GELU()
+    assert not irb._reuses_buffers(x)
+
+
+def test_model_trains_alike_with_and_without_buffer_reuse():
+    """A whole model in training mode (drop path on, same seed): the logits bit for bit, gradients within
+    fp32 rounding; ``ffn_buffer_reuse`` reaches every IRB."""
+    x = torch.randn(2, 3, 96, 96)
+    results = []
+    for reuse in (True, False):
+        torch.manual_seed(0)
+        model = timm.create_model("p2t_tiny", ffn_buffer_reuse=reuse, num_classes=5, **SMALL).train()
+        assert all(m.buffer_reuse == reuse for m in model.modules() if isinstance(m, p2t.IRB))
+        torch.manual_seed(1)
+        out = model(x)
+        out.square().mean().backward()
+        results.append((out.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (out, grads), (ref_out, ref_grads) = results
+    assert torch.equal(out, ref_out)
+    for n, g in grads.items():
+        assert_close(g, ref_grads[n], 1e-7, 1e-5, what=n)
+
+
 def test_pool_convs_are_shared_per_stage():
     model = _small_model()
     stage = model.stages[2]
