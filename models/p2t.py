@@ -49,6 +49,9 @@ Differences from the official classification code (none changes the eval outputs
   only with many keys, which P2T's pooled keys never are) and the equivalent explicit
   ``softmax(q k^T * scale) v`` otherwise, and while being traced with ``torch.jit.trace`` (fvcore, TorchScript
   export) so that jit-based FLOP counters see the two matmuls (they do not count the fused op).
+- in training mode the IRB runs as one autograd function (:class:`_IRBFunction`, ``ffn_buffer_reuse=True``):
+  the same forward ops, gradients within fp32 rounding, fewer fresh and saved tensors; its backward runs once
+  per graph (``ffn_buffer_reuse=False`` for ``retain_graph=True`` or double backward).
 """
 from __future__ import annotations
 
