@@ -128,6 +128,9 @@ OPTIONS: list[tuple[str, object, object, str]] = [
     ("dist_backend", str, None, "torch.distributed backend (null = nccl on CUDA, gloo on CPU)"),
     ("dist_url", str, None, "torch.distributed init method (null = env://: torchrun or SLURM variables)"),
     ("channels_last", bool, False, "channels_last memory format for the model and its input batches"),
+    ("cpu_keep_freed_memory", bool, True, "on a CPU device, glibc keeps freed memory in the process instead of "
+     "returning it and faulting it in again at the next step (mallopt; MALLOC_MMAP_THRESHOLD_ / "
+     "MALLOC_TRIM_THRESHOLD_ in the environment win)"),
     ("torchcompile", "backend", None, "torch.compile the training model with this backend (flag alone: "
      "inductor; null = eager), as timm's --torchcompile"),
     # run control

@@ -41,7 +41,7 @@ from classification.recovery import ResumePoint, describe_start, resume, save_mi
 from classification.run_logs import RunLogs
 from classification.stopping import StopSignals, agreed
 from classification.utils import (CheckpointError, barrier, check_readable, cleanup_distributed, gather_objects,
-                                  init_distributed)
+                                  init_distributed, keep_freed_memory)
 
 # what a user did or met (a config, a file, the data, a diverging run): one line, no traceback
 USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError, models.CheckpointMismatchError, cls_data.DataError,
@@ -108,6 +108,10 @@ def run(ctx: Context) -> dict:
     random_seed(args.seed, 0)  # the same initial weights on every process
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if ctx.device.type == "cpu" and args.cpu_keep_freed_memory:
+        message = keep_freed_memory()
+        if ctx.is_main:
+            print(message, flush=True)
     if args.throughput:
         return run_throughput(ctx)
     if args.eval:
