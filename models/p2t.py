@@ -266,8 +266,8 @@ def _conv_backward(grad, inp, weight, padding: int, output_mask, groups: int = 1
 class IRB(nn.Module):
     """Inverted residual FFN on the token grid: 1x1 conv, Hardswish, DW 3x3 conv, Hardswish, 1x1 conv.
 
-    ``buffer_reuse=True``: in training mode with a gradient recorded (and no autocast, ``torch.compile`` or jit
-    trace) it runs as :class:`_IRBFunction` (the same outputs, fewer fresh tensors; ``act``'s hooks do not run
+    ``buffer_reuse=True``: in training mode with a gradient recorded (and no autocast, ``torch.compile``,
+    ``torch.func`` transform or jit trace) it runs as :class:`_IRBFunction` (the same outputs, fewer fresh tensors; ``act``'s hooks do not run
     there). In eval mode (saliency maps, gradient analysis) gradients always come from the module's ops."""
 
     def __init__(self, dim: int, hidden_dim: int, kernel_size: int = 3, act_layer=nn.Hardswish,
@@ -281,9 +281,11 @@ class IRB(nn.Module):
         channels_last_weights(self)  # the input is always a permuted (B, H, W, C) tensor
 
     def _reuses_buffers(self, x: torch.Tensor) -> bool:
-        # autocast casts per op, and torch.compile plans memory itself: the module's ops there
+        # autocast casts per op, torch.compile plans memory itself, and torch.func's transforms (grad, vmap)
+        # differentiate the ops they see: the module's ops there
         return (self.buffer_reuse and self.training and type(self.act) is nn.Hardswish and torch.is_grad_enabled()
                 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not torch._C._are_functorch_transforms_active()
                 and not torch.is_autocast_enabled(x.device.type)
                 and (x.requires_grad or any(p.requires_grad for p in self.parameters())))
 

@@ -471,6 +471,17 @@ def test_irb_training_path_only_where_it_applies():
     assert not irb._reuses_buffers(x)
 
 
+def test_irb_under_torch_func_grad_takes_the_module_ops():
+    """torch.func.grad (meta-learning, per-sample gradients) differentiates what it sees: the module's ops."""
+    from torch.func import functional_call, grad
+    irb, x = _irb_and_input((2, 5, 6, 4), 8, torch.float64)
+    params = dict(irb.named_parameters())
+    found = grad(lambda p: functional_call(irb, p, (x,)).square().sum())(params)
+    irb(x).square().sum().backward()
+    for n, p in irb.named_parameters():
+        assert_close(found[n], p.grad, 1e-12, 1e-12, what=n)
+
+
 def test_model_trains_alike_with_and_without_buffer_reuse():
     """A whole model in training mode (drop path on, same seed): the logits bit for bit, gradients within
     fp32 rounding; ``ffn_buffer_reuse`` reaches every IRB."""
