@@ -28,6 +28,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import random_seed
 
 import models  # noqa: F401  (registers every backbone with timm)
+from kernels.cpu_allocator import keep_freed_memory
 from classification import checkpoints as ckpts
 from classification import data as cls_data
 from classification.config import ConfigError, parse_args
@@ -41,7 +42,7 @@ from classification.recovery import ResumePoint, describe_start, resume, save_mi
 from classification.run_logs import RunLogs
 from classification.stopping import StopSignals, agreed
 from classification.utils import (CheckpointError, barrier, check_readable, cleanup_distributed, gather_objects,
-                                  init_distributed, keep_freed_memory)
+                                  init_distributed)
 
 # what a user did or met (a config, a file, the data, a diverging run): one line, no traceback
 USER_ERRORS = (ConfigError, FileNotFoundError, CheckpointError, models.CheckpointMismatchError, cls_data.DataError,

@@ -22,6 +22,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from kernels.cpu_allocator import keep_freed_memory
+
 from ..checkpoint import CheckpointReadError
 from ..datasets import check_datasets
 from ..launch import process_group_scope
@@ -85,7 +87,10 @@ def build_cfg(task: Task, args: argparse.Namespace) -> Config:
 
 def main(task: Task, argv=None) -> int:
     """Trains; returns the exit status: 0 when the training finished, 128 + the signal number when SIGTERM /
-    SIGINT stopped it after a checkpoint."""
+    SIGINT stopped it after a checkpoint. On a machine without CUDA (mmengine then trains on the CPU) glibc keeps
+    freed memory in the process (:func:`kernels.cpu_allocator.keep_freed_memory`)."""
+    if not torch.cuda.is_available():
+        print_log(keep_freed_memory(), logger="current")
     with process_group_scope():
         runner = build_runner(build_cfg(task, parse_args(task, argv)))
         try:
