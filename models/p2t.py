@@ -383,7 +383,7 @@ class PyramidPoolingTransformer(nn.Module):
         attn_drop_rate, proj_drop_rate: attention dropouts (official: built but never applied, 0).
         drop_path_rate: stochastic depth, linear from 0 over all blocks.
         ffn_buffer_reuse: train the IRBs through :class:`_IRBFunction` (the same values, fewer fresh tensors:
-            P2T-T's training step at 224^2 on CPU ~6-11 % faster); False for ``retain_graph=True`` or double
+            P2T-T's training step at 224^2 on CPU 5-11 % faster); False for ``retain_graph=True`` or double
             backward in training mode, which its backward does not support.
     """
 
