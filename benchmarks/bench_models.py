@@ -3,8 +3,8 @@ official code with the same weights.
 
     python benchmarks/bench_models.py --models ppma_tiny,rmt_tiny [--size 224 | --size 800x1344] [--batch 8]
         [--threads 2] [--modes infer,train] [--pairs 2] [--repeats 3] [--device cpu|cuda] [--amp bf16|fp16]
-        [--grad-checkpointing full|selective] [--model-kwargs KEY=VALUE ...] [--official-root DIR [--pylib DIR]]
-        [--json PATH]
+        [--grad-checkpointing full|selective] [--model-kwargs KEY=VALUE ...] [--keep-freed-memory]
+        [--official-root DIR [--pylib DIR]] [--json PATH]
 
 Every measurement runs in a fresh subprocess: build the model, one untimed call, then ``--repeats`` timed calls
 (median). ``infer`` = eval mode under ``torch.inference_mode``; ``train`` = train mode, cross-entropy on random
@@ -20,7 +20,9 @@ autograd saved for its backward (``saved``: each storage once, parameters and bu
 untimed call: the same bytes in every process and on every device (not counted with ``--grad-checkpointing``,
 whose recomputed blocks save through their own hooks). ``--grad-checkpointing`` applies to ours only
 (``set_grad_checkpointing``), and so does ``--model-kwargs`` (arguments of ``timm.create_model``, values read as
-Python literals, e.g. ``ffn_recompute=True``); the official models run as they are.
+Python literals, e.g. ``ffn_recompute=True``); the official models run as they are. ``--keep-freed-memory`` runs
+every process, ours and the official one alike, with glibc keeping freed memory (``kernels.cpu_allocator``, what
+the training launchers do on a CPU device); without it both run under glibc's defaults.
 
 With ``--official-root`` (a folder with the official checkouts PPMA, P2T, PaCaViT, MPViT, Spatial-Mamba, see
 ``tools/official_models.py``; never needed by tests or CI) each model is also built from the official code,
@@ -115,6 +117,9 @@ def run_case(args, impl: str, name: str, mode: str) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        from kernels.cpu_allocator import keep_freed_memory
+        keep_freed_memory()
     device = torch.device(args.device)
     model = build(impl, name, args.weights, args.official_root, args.pylib, args.model_kwargs).to(device)
     step = _step_fn(model, mode, args.batch, args.hw, device, args.amp)
@@ -178,6 +183,8 @@ def _child(args, impl: str, name: str, mode: str, weights: str | None) -> dict |
         cmd += ["--grad-checkpointing", args.grad_checkpointing]
     if args.amp:
         cmd += ["--amp", args.amp]
+    if args.keep_freed_memory:
+        cmd += ["--keep-freed-memory"]
     if args.model_kwargs:
         cmd += ["--model-kwargs", *(f"{k}={v!r}" for k, v in args.model_kwargs.items())]
     if weights:
@@ -281,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                     help="keyword arguments of ours' timm.create_model, values as Python literals "
                          "(e.g. ffn_recompute=True)")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="both codes' processes keep freed memory (kernels.cpu_allocator), as the trainers do on CPU")
     ap.add_argument("--official-root", default=None)
     ap.add_argument("--pylib", default=None, help="extra import path for the official code's dependencies")
     ap.add_argument("--json", default=None, help="also write the summary rows here")
@@ -298,7 +307,8 @@ def main(argv=None):
         return
     print(f"batch {args.batch}, {args.hw[0]}x{args.hw[1]}, {args.threads} thread(s), device {args.device}, "
           f"{args.amp or 'fp32'}, ours with grad checkpointing {args.grad_checkpointing or 'off'}"
-          f"{''.join(f', {k}={v!r}' for k, v in args.model_kwargs.items())}, median of "
+          f"{''.join(f', {k}={v!r}' for k, v in args.model_kwargs.items())}"
+          f"{', freed memory kept (both)' if args.keep_freed_memory else ''}, median of "
           f"{args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = compare(args)
     print("\nmodel                        mode   ours img/s  official img/s  ours/official (median)  mem ratio"

@@ -101,3 +101,31 @@ def test_model_kwargs_parse_and_reach_the_child_unchanged():
     assert bench_models._parse_kwargs(ap, [f"{k}={v!r}" for k, v in kwargs.items()]) == kwargs
     with pytest.raises(SystemExit):
         bench_models._parse_kwargs(ap, ["ffn_recompute"])
+
+
+def test_keep_freed_memory_reaches_both_codes_processes(monkeypatch):
+    """--keep-freed-memory: every child is started with it (ours and the official alike), and a child calls
+    kernels.cpu_allocator.keep_freed_memory before it builds its model."""
+    import argparse
+    import subprocess
+    import types
+
+    import kernels.cpu_allocator
+
+    args = argparse.Namespace(
+        size="96", batch=1, threads=1, repeats=1, device="cpu", grad_checkpointing=None, amp=None,
+        keep_freed_memory=True, model_kwargs={}, official_root="/official", pylib=None, weights=None, hw=(96, 96))
+    cmds = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: cmds.append(cmd) or types.SimpleNamespace(
+        returncode=0, stdout='{"img_s": 1.0}\n', stderr=""))
+    for impl in ("official", "ours"):
+        bench_models._child(args, impl, "p2t_tiny", "infer", None)
+    assert [c.count("--keep-freed-memory") for c in cmds] == [1, 1]
+    monkeypatch.undo()
+
+    order = []
+    monkeypatch.setattr(kernels.cpu_allocator, "keep_freed_memory", lambda: order.append("keep") or "")
+    real_build = bench_models.build
+    monkeypatch.setattr(bench_models, "build", lambda *a, **k: order.append("build") or real_build(*a, **k))
+    out = bench_models.run_case(args, "ours", "p2t_tiny", "infer")
+    assert order == ["keep", "build"] and out["img_s"] > 0
