@@ -50,8 +50,8 @@ Differences from the official classification code (none changes the eval outputs
   ``softmax(q k^T * scale) v`` otherwise, and while being traced with ``torch.jit.trace`` (fvcore, TorchScript
   export) so that jit-based FLOP counters see the two matmuls (they do not count the fused op).
 - in training mode the IRB runs as one autograd function (:class:`_IRBFunction`, ``ffn_buffer_reuse=True``):
-  the same forward ops, gradients within fp32 rounding, fewer fresh and saved tensors; its backward runs once
-  per graph (``ffn_buffer_reuse=False`` for ``retain_graph=True`` or double backward).
+  the module's ops and values bit for bit, fewer fresh and saved tensors; its backward runs once per graph
+  (``ffn_buffer_reuse=False`` for ``retain_graph=True`` or double backward).
 """
 from __future__ import annotations
 
@@ -196,14 +196,13 @@ class PoolingAttention(nn.Module):
 
 
 class _IRBFunction(torch.autograd.Function):
-    """:class:`IRB` for training with half the fresh hidden-width tensors: the second Hardswish is written into
-    the first one's output, and the backward writes its gradients into the saved tensors once they are spent.
-    A fresh tensor of that size costs page faults on the CPU (see ``kernels.elementwise_into``): P2T-T's
-    stage-1 IRB at 224^2, batch 8, makes four 38.5 MB tensors instead of eight and keeps three for the
-    backward instead of four (fwd + bwd 160 -> 114 ms there, 2 threads; a tie when no page faults). The forward
-    is the module's, op for op (the same values). The backward takes the fc2 input's gradient (into the spent
-    activation) and fc1's weight and bias gradients as matmul and sum, within fp32 rounding of oneDNN's, whose
-    1x1-conv backward is slower for those at P2T-T's shapes; the other gradients are oneDNN's as in autograd.
+    """:class:`IRB` for training with fewer fresh hidden-width tensors: the second Hardswish is written into the
+    first one's output, the backward computes the Hardswish gradients in place (in pieces, see
+    ``kernels.elementwise_into``) and recomputes the depthwise conv's input into a spent saved tensor. A fresh
+    tensor of that size costs page faults on the CPU under glibc's defaults: P2T-T's stage-1 IRB at 224^2, batch
+    8, makes five 38.5 MB tensors instead of eight and keeps three for the backward instead of four. Every op is
+    the module's, and the convolutions' gradients are oneDNN's as autograd takes them: the outputs and gradients
+    are the module's bit for bit.
 
     The backward runs once per forward: it overwrites what it saved, so in training mode a second backward
     through the same graph (``retain_graph=True``) and double backward raise, naming ``ffn_buffer_reuse=False``,
@@ -232,28 +231,17 @@ class _IRBFunction(torch.autograd.Function):
         need_x, need_w1, need_b1, need_wd, need_bd, need_w2, need_b2 = ctx.needs_input_grad
         hidden, dim = w1.shape[:2]
         nchw = lambda t: t.permute(0, 3, 1, 2)
-        # per gradient the faster of oneDNN's 1x1-conv backward and a matmul (measured at P2T-T's stage 1)
-        dw2 = db2 = None
-        if need_w2 or need_b2:
-            _, dw2, db2 = _conv_backward(nchw(grad), nchw(a), w2, 0, [False, need_w2, need_b2])
-        torch.mm(grad.reshape(-1, dim), w2.reshape(dim, hidden), out=a.view(-1, hidden))  # into a: spent
-        hardswish_backward_(a, h2)
-        torch.ops.aten.hardswish.out(h1, out=h2)  # the depthwise conv's input again, into h2: spent
-        da, dwd, dbd = _conv_backward(nchw(a), nchw(h2), wd, wd.shape[-1] // 2, [True, need_wd, need_bd], hidden)
-        dh1 = hardswish_backward_(da.permute(0, 2, 3, 1).contiguous(), h1)
-        dx = _conv_backward(nchw(dh1), nchw(x), w1, 0, [True, False, False])[0] if need_x else None
-        dh1 = dh1.view(-1, hidden)
-        dw1 = dh1.t().mm(x.reshape(-1, dim)).view_as(w1) if need_w1 else None
-        db1 = dh1.sum(0) if need_b1 else None
-        dw1, dwd, dw2 = (_in_layout_of(w, d) for w, d in ((w1, dw1), (wd, dwd), (w2, dw2)))
+        tokens = lambda t: t.permute(0, 2, 3, 1).contiguous()  # a view: oneDNN's gradients keep channels-last
+        # oneDNN's gradients as autograd takes them; the activations' in place, in pieces
+        da2, dw2, db2 = _conv_backward(nchw(grad), nchw(a), w2, 0, [True, need_w2, need_b2])
+        dh2 = hardswish_backward_(tokens(da2), h2)
+        a1 = torch.ops.aten.hardswish.out(h1, out=a)  # the depthwise conv's input again, into a: spent
+        da1, dwd, dbd = _conv_backward(nchw(dh2), nchw(a1), wd, wd.shape[-1] // 2, [True, need_wd, need_bd], hidden)
+        dh1 = hardswish_backward_(tokens(da1), h1)
+        dx = dw1 = db1 = None
+        if need_x or need_w1 or need_b1:
+            dx, dw1, db1 = _conv_backward(nchw(dh1), nchw(x), w1, 0, [need_x, need_w1, need_b1])
         return None if dx is None else dx.permute(0, 2, 3, 1), dw1, db1, dwd, dbd, dw2, db2
-
-
-def _in_layout_of(param: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor | None:
-    """``grad`` with ``param``'s strides, as DDP's gradient buckets expect (it copies and warns otherwise)."""
-    if grad is None or grad.stride() == param.stride():
-        return grad
-    return torch.empty_like(param).copy_(grad)
 
 
 def _conv_backward(grad, inp, weight, padding: int, output_mask, groups: int = 1):
@@ -267,8 +255,9 @@ class IRB(nn.Module):
     """Inverted residual FFN on the token grid: 1x1 conv, Hardswish, DW 3x3 conv, Hardswish, 1x1 conv.
 
     ``buffer_reuse=True``: in training mode with a gradient recorded (and no autocast, ``torch.compile``,
-    ``torch.func`` transform or jit trace) it runs as :class:`_IRBFunction` (the same outputs, fewer fresh tensors; ``act``'s hooks do not run
-    there). In eval mode (saliency maps, gradient analysis) gradients always come from the module's ops."""
+    ``torch.func`` transform or jit trace) it runs as :class:`_IRBFunction` (the same outputs and gradients,
+    fewer fresh tensors; ``act``'s hooks do not run there). In eval mode (saliency maps, gradient analysis)
+    gradients always come from the module's ops."""
 
     def __init__(self, dim: int, hidden_dim: int, kernel_size: int = 3, act_layer=nn.Hardswish,
                  buffer_reuse: bool = True):
@@ -382,9 +371,9 @@ class PyramidPoolingTransformer(nn.Module):
         drop_rate: dropout before the classifier (official: unused, 0).
         attn_drop_rate, proj_drop_rate: attention dropouts (official: built but never applied, 0).
         drop_path_rate: stochastic depth, linear from 0 over all blocks.
-        ffn_buffer_reuse: train the IRBs through :class:`_IRBFunction` (the same values, fewer fresh tensors:
-            P2T-T's training step at 224^2 on CPU 5-11 % faster); False for ``retain_graph=True`` or double
-            backward in training mode, which its backward does not support.
+        ffn_buffer_reuse: train the IRBs through :class:`_IRBFunction` (the same values, 18 % fewer saved
+            activations for P2T-T, and under glibc's default allocator settings fewer page faults); False for
+            ``retain_graph=True`` or double backward in training mode, which its backward does not support.
     """
 
     def __init__(
