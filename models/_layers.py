@@ -76,6 +76,14 @@ def _no_graph(*tensors: torch.Tensor) -> bool:
     return not torch.jit.is_tracing() and not any(t.requires_grad for t in tensors)
 
 
+def records_graph(module: nn.Module, x: torch.Tensor) -> bool:
+    """True when a gradient is recorded through ``module`` called on ``x`` (grad mode on, and ``x`` or one of the
+    module's parameters wants a gradient) outside a jit trace: where a module may take its own autograd
+    function instead of its ops."""
+    return (torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and (x.requires_grad or any(p.requires_grad for p in module.parameters())))
+
+
 def activate(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``act(x)`` for an ``x`` that is a layer's fresh output, held by nobody but the caller: computed in place
     when no gradient is recorded through ``x``. That saves one activation-sized tensor, and on CPU the page

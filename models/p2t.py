@@ -74,7 +74,7 @@ from kernels.fused_attention import fused_attention_pays
 from ._builder import build_model
 from ._layers import (
     activate, add_to_fresh, channels_last_weights, check_global_pool, check_image_batch, grad_checkpointing_mode,
-    init_weights_trunc_normal, linear_head, run_block)
+    init_weights_trunc_normal, linear_head, records_graph, run_block)
 from ._checkpoint import extract_state_dict, load_checkpoint
 
 __all__ = ["PyramidPoolingTransformer", "PoolingAttention", "P2TBlock", "checkpoint_filter_fn"]
@@ -210,14 +210,13 @@ class _IRBFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w1, b1, wd, bd, w2, b2):
-        to_tokens = lambda t: t.permute(0, 2, 3, 1).contiguous()  # a view: the convs keep channels-last
-        h1 = to_tokens(F.conv2d(x.permute(0, 3, 1, 2), w1, b1))
+        h1 = _tokens(F.conv2d(_nchw(x), w1, b1))
         a = F.hardswish(h1)
-        h2 = to_tokens(F.conv2d(a.permute(0, 3, 1, 2), wd, bd, 1, wd.shape[-1] // 2, 1, wd.shape[0]))
+        h2 = _tokens(F.conv2d(_nchw(a), wd, bd, 1, wd.shape[-1] // 2, 1, wd.shape[0]))
         torch.ops.aten.hardswish.out(h2, out=a)
         ctx.save_for_backward(x, h1, h2, a, w1, wd, w2)
         ctx.spent = False
-        return F.conv2d(a.permute(0, 3, 1, 2), w2, b2).permute(0, 2, 3, 1)
+        return F.conv2d(_nchw(a), w2, b2).permute(0, 2, 3, 1)
 
     @staticmethod
     def backward(ctx, grad):
@@ -229,19 +228,28 @@ class _IRBFunction(torch.autograd.Function):
         ctx.spent = True
         x, h1, h2, a, w1, wd, w2 = ctx.saved_tensors
         need_x, need_w1, need_b1, need_wd, need_bd, need_w2, need_b2 = ctx.needs_input_grad
-        hidden, dim = w1.shape[:2]
-        nchw = lambda t: t.permute(0, 3, 1, 2)
-        tokens = lambda t: t.permute(0, 2, 3, 1).contiguous()  # a view: oneDNN's gradients keep channels-last
         # oneDNN's gradients as autograd takes them; the activations' in place, in pieces
-        da2, dw2, db2 = _conv_backward(nchw(grad), nchw(a), w2, 0, [True, need_w2, need_b2])
-        dh2 = hardswish_backward_(tokens(da2), h2)
+        da2, dw2, db2 = _conv_backward(_nchw(grad), _nchw(a), w2, 0, [True, need_w2, need_b2])
+        dh2 = hardswish_backward_(_tokens(da2), h2)
         a1 = torch.ops.aten.hardswish.out(h1, out=a)  # the depthwise conv's input again, into a: spent
-        da1, dwd, dbd = _conv_backward(nchw(dh2), nchw(a1), wd, wd.shape[-1] // 2, [True, need_wd, need_bd], hidden)
-        dh1 = hardswish_backward_(tokens(da1), h1)
+        da1, dwd, dbd = _conv_backward(_nchw(dh2), _nchw(a1), wd, wd.shape[-1] // 2, [True, need_wd, need_bd],
+                                       wd.shape[0])
+        dh1 = hardswish_backward_(_tokens(da1), h1)
         dx = dw1 = db1 = None
         if need_x or need_w1 or need_b1:
-            dx, dw1, db1 = _conv_backward(nchw(dh1), nchw(x), w1, 0, [need_x, need_w1, need_b1])
+            dx, dw1, db1 = _conv_backward(_nchw(dh1), _nchw(x), w1, 0, [need_x, need_w1, need_b1])
         return None if dx is None else dx.permute(0, 2, 3, 1), dw1, db1, dwd, dbd, dw2, db2
+
+
+def _nchw(t: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) tokens as the (B, C, H, W) channels-last view the convolutions take."""
+    return t.permute(0, 3, 1, 2)
+
+
+def _tokens(t: torch.Tensor) -> torch.Tensor:
+    """A convolution's (B, C, H, W) result as contiguous (B, H, W, C) tokens: a view, as oneDNN keeps the
+    channels-last layout of its channels-last inputs."""
+    return t.permute(0, 2, 3, 1).contiguous()
 
 
 def _conv_backward(grad, inp, weight, padding: int, output_mask, groups: int = 1):
@@ -272,11 +280,9 @@ class IRB(nn.Module):
     def _reuses_buffers(self, x: torch.Tensor) -> bool:
         # autocast casts per op, torch.compile plans memory itself, and torch.func's transforms (grad, vmap)
         # differentiate the ops they see: the module's ops there
-        return (self.buffer_reuse and self.training and type(self.act) is nn.Hardswish and torch.is_grad_enabled()
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-                and not torch._C._are_functorch_transforms_active()
-                and not torch.is_autocast_enabled(x.device.type)
-                and (x.requires_grad or any(p.requires_grad for p in self.parameters())))
+        return (self.buffer_reuse and self.training and type(self.act) is nn.Hardswish and records_graph(self, x)
+                and not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+                and not torch.is_autocast_enabled(x.device.type))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
         if self._reuses_buffers(x):

@@ -79,7 +79,7 @@ from kernels.polyline_attention import FVCORE_OP_HANDLES, polyline_attention
 from ._builder import build_model
 from ._layers import (
     DepthwiseConv2d, FreshActivation, activate, add_to_fresh, channels_last_weights, check_global_pool,
-    check_image_batch, grad_checkpointing_mode, init_weights_trunc_normal, linear_head, run_block,
+    check_image_batch, grad_checkpointing_mode, init_weights_trunc_normal, linear_head, records_graph, run_block,
     weight_memory_format)
 from ._checkpoint import FilteredState, load_checkpoint
 
@@ -374,8 +374,7 @@ class FeedForward(nn.Module):
                                             self.fc2.weight, self.fc2.bias, norm_args, self.act.approximate)
 
     def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
-        if self.recompute and torch.is_grad_enabled() and not torch.jit.is_tracing() \
-                and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+        if self.recompute and records_graph(self, x):
             return self._recomputed(x, norm)
         if norm is not None:
             x = norm(x)
